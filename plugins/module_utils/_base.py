@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cmdop.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What every module of the collection shares: the API options, the credential, the client.
+
+The options are documented once, in the ``cmdop.fleet.api`` doc fragment.
+Private to the collection.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.cmdop.fleet.plugins.module_utils import _token
+from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
+    OAUTH,
+    REQUESTS_IMPORT_ERROR,
+    REQUESTS_OAUTHLIB_IMPORT_ERROR,
+    CmdopClient,
+    Credential,
+    UnauthorizedError,
+)
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODE_URLS, MODES, default_token_file
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import JSONSCHEMA_IMPORT_ERROR
+
+API_ARGUMENT_SPEC: t.Dict[str, t.Dict[str, t.Any]] = {
+    "mode": {"type": "str", "default": "prod", "choices": list(MODES)},
+    "api_url": {"type": "str", "fallback": (env_fallback, ["CMDOP_API_URL"])},
+    "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["CMDOP_TOKEN"])},
+    "token_file": {"type": "path"},
+    "validate_certs": {"type": "bool", "default": True},
+    "timeout": {"type": "float", "default": 30.0},
+    "retries": {"type": "int", "default": 4},
+}
+
+LOGIN_AGAIN = "log in again with cmdop login%s (or give a fresh token)"
+
+
+def check_libraries(module: AnsibleModule, http: bool = True) -> None:
+    """Fail with Ansible's usual message when a required Python library is missing on the target."""
+    needed = [("jsonschema", JSONSCHEMA_IMPORT_ERROR)]
+    if http:
+        needed += [("requests", REQUESTS_IMPORT_ERROR), ("requests-oauthlib", REQUESTS_OAUTHLIB_IMPORT_ERROR)]
+    for name, error in needed:
+        if error:
+            module.fail_json(msg=missing_required_lib(name), exception=error)
+
+
+def login_hint(mode: str) -> str:
+    return LOGIN_AGAIN % (" --dev" if mode == "dev" else "")
+
+
+def api_url(module: AnsibleModule) -> str:
+    return module.params["api_url"] or MODE_URLS[module.params["mode"]]
+
+
+def token_file(module: AnsibleModule) -> str:
+    return os.path.expanduser(module.params["token_file"] or default_token_file(module.params["mode"]))
+
+
+def make_client(module: AnsibleModule) -> CmdopClient:
+    return CmdopClient(
+        api_url(module),
+        timeout=module.params["timeout"],
+        validate_certs=module.params["validate_certs"],
+        retries=module.params["retries"],
+    )
+
+
+def resolve_credential(module: AnsibleModule) -> t.Optional[Credential]:
+    """The OAuth credential to list fleets with: ``token``, else the token file, else None.
+
+    Every secret it holds is registered with the module so that Ansible masks it
+    in anything the module returns, a refreshed token included.
+    """
+    if module.params["token"]:
+        return Credential(module.params["token"], OAUTH)
+    path = token_file(module)
+    token = _token.load(path)
+    if token is None:
+        return None
+
+    def save(new_token: dict) -> None:
+        module.no_log_values.update(Credential.from_token(new_token).secrets)
+        _token.save(path, new_token, move=module.atomic_move)
+
+    credential = Credential.from_token(token, save=save)
+    module.no_log_values.update(credential.secrets)
+    if not credential.can_refresh and _token.is_expired(token, time.time()):
+        raise UnauthorizedError("the access token in %s has expired and there is no refresh token to renew it" % path)
+    return credential

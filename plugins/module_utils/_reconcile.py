@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cmdop.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What ``cmdop login`` does to ``ssh_workspaces.json``, as a pure function.
+
+``reconcile(document, fleets, mode, now)`` takes the parsed fleet file, the
+fleets the server lists for the user, the mode and the time, and returns the new
+document and the list of changes. No I/O, no clock, no randomness: the same
+input always gives the same output. Private to the collection.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import typing as t
+from dataclasses import dataclass
+
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import (
+    SCOPE_MODE,
+    SCOPE_OTHER,
+    entry_scope,
+    server_for_new_entry,
+)
+
+ADDED = "added"
+UPDATED = "updated"
+REACTIVATED = "reactivated"
+DEACTIVATED = "deactivated"
+UNCHANGED = "unchanged"
+ACTIONS = (ADDED, UPDATED, DEACTIVATED, REACTIVATED, UNCHANGED)
+
+LAST_SYNCED_CHANGED = "changed"
+LAST_SYNCED_ALWAYS = "always"
+
+_NAME_MAX = 63
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a sync did to one entry, identified by its local name and remote id."""
+
+    action: str
+    name: str
+    remote_id: str
+    fields: t.Tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        result = {"name": self.name, "remote_id": self.remote_id}
+        if self.fields:
+            result["fields"] = list(self.fields)
+        return result
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    before: dict
+    document: dict
+    changes: t.Tuple[Change, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.document != self.before
+
+    def by_action(self) -> t.Dict[str, t.List[dict]]:
+        """Changes grouped by action, every action present (empty lists included)."""
+        grouped: t.Dict[str, t.List[dict]] = {action: [] for action in ACTIONS}
+        for change in self.changes:
+            grouped[change.action].append(change.as_dict())
+        return grouped
+
+
+def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, last_synced: str = LAST_SYNCED_CHANGED) -> Reconciliation:
+    """Reconcile the fleet file with the server's fleets for one mode.
+
+    - A known entry (same ``remote_id``, in this mode or a server override) takes
+      the server's name as ``remote_name``, and is reactivated if it was inactive.
+    - An entry of this mode whose fleet the server no longer lists is marked
+      ``"inactive": true``; nothing else of it changes (its API key stays).
+    - A fleet no entry knows is added under a new, unique local name.
+    - API-key-only entries (no ``remote_id``), the other mode's entries, ``active``,
+      ``api_key``, ``server`` and keys this code does not know are never touched.
+    - ``last_synced_at`` is set to ``now`` on entries that changed, or on every
+      entry the server listed when ``last_synced`` is ``always``.
+    """
+    before = document
+    document = copy.deepcopy(document)
+    entries = document.setdefault("workspaces", [])
+    server_fleets = {fleet["id"]: fleet for fleet in fleets}
+    stamp_all = last_synced == LAST_SYNCED_ALWAYS
+
+    changes: t.List[Change] = []
+    known: t.Set[str] = set()
+    for entry in entries:
+        remote_id = entry.get("remote_id")
+        if not remote_id:
+            continue  # API-key-only fleet: local by design
+        scope = entry_scope(entry.get("server", ""), mode)
+        if scope == SCOPE_OTHER:
+            continue
+        fleet = server_fleets.get(remote_id)
+        if fleet is not None:
+            known.add(remote_id)
+            changes.append(_refresh(entry, fleet, now, stamp_all))
+        elif scope == SCOPE_MODE:
+            changes.append(_deactivate(entry, now))
+        # A server override the server does not list is left alone: it may be
+        # another server's fleet.
+
+    taken = {entry.get("name") for entry in entries}
+    for fleet in fleets:
+        if fleet["id"] in known:
+            continue
+        known.add(fleet["id"])
+        name = local_name(fleet, taken)
+        taken.add(name)
+        entries.append(_new_entry(fleet, name, mode, now))
+        changes.append(Change(ADDED, name, fleet["id"]))
+
+    return Reconciliation(before=before, document=document, changes=tuple(changes))
+
+
+def _refresh(entry: dict, fleet: dict, now: str, stamp: bool) -> Change:
+    fields = []
+    if entry.get("remote_name") != fleet["name"]:
+        entry["remote_name"] = fleet["name"]
+        fields.append("remote_name")
+    reactivated = bool(entry.pop("inactive", False))
+    if reactivated:
+        fields.append("inactive")
+    if fields or stamp:
+        entry["last_synced_at"] = now
+    if reactivated:
+        action = REACTIVATED
+    elif fields:
+        action = UPDATED
+    else:
+        action = UNCHANGED
+    return Change(action, entry["name"], entry["remote_id"], tuple(fields))
+
+
+def _deactivate(entry: dict, now: str) -> Change:
+    if entry.get("inactive") is True:
+        return Change(UNCHANGED, entry["name"], entry["remote_id"])
+    entry["inactive"] = True
+    entry["last_synced_at"] = now
+    return Change(DEACTIVATED, entry["name"], entry["remote_id"], ("inactive",))
+
+
+def _new_entry(fleet: dict, name: str, mode: str, now: str) -> dict:
+    return {
+        "name": name,
+        "api_key": "",
+        "server": server_for_new_entry(mode),
+        "remote_id": fleet["id"],
+        "remote_name": fleet["name"],
+        "last_synced_at": now,
+    }
+
+
+def slugify(text: str) -> str:
+    """A local handle users can type: lower case letters, digits, ``.``, ``_`` and ``-``."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", text.strip().lower())
+    slug = re.sub(r"-{2,}", "-", slug).strip("-.")
+    return slug[:_NAME_MAX].rstrip("-.")
+
+
+def local_name(fleet: dict, taken: t.Collection[str]) -> str:
+    """The local name of a newly added fleet.
+
+    The server's ``slug`` (or, without one, its name) made typeable. When a local
+    entry already has that name, the first eight characters of the fleet's id are
+    appended (``team-a-7f0c8f5e``), so the same fleet gets the same name on every
+    host; should that be taken too, ``-2``, ``-3``... follow.
+    """
+    base = slugify(fleet.get("slug") or "") or slugify(fleet["name"]) or "fleet"
+    if base not in taken:
+        return base
+    short_id = re.sub(r"[^a-z0-9]", "", fleet["id"].lower())[:8]
+    candidate = "%s-%s" % (base, short_id)
+    counter = 2
+    while candidate in taken:
+        candidate = "%s-%s-%d" % (base, short_id, counter)
+        counter += 1
+    return candidate

@@ -1,0 +1,163 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cmdop.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""JSON schemas of everything the collection reads, and one way to check them.
+
+Error messages name the place and the rule that failed, never the value: a
+value may be an API key or a token. Private to the collection.
+"""
+
+from __future__ import annotations
+
+import traceback
+import typing as t
+
+try:
+    import jsonschema
+except ImportError:
+    jsonschema = None
+    JSONSCHEMA_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
+else:
+    JSONSCHEMA_IMPORT_ERROR = None
+
+_SHORT_TEXT = {"type": "string", "maxLength": 1024}
+_OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 1024}
+# Server ids are UUIDs; accept any short id of safe characters, nothing else.
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"}
+
+FLEET_FILE = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "ssh_workspaces.json",
+    "type": "object",
+    "properties": {
+        "active": {"type": ["string", "null"]},
+        "workspaces": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "api_key": {"type": ["string", "null"]},
+                    "server": {"type": ["string", "null"]},
+                    "remote_id": {"type": ["string", "null"]},
+                    "remote_name": {"type": ["string", "null"]},
+                    "last_synced_at": {"type": ["string", "null"]},
+                    "inactive": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+SERVER_FLEETS = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "GET /api/workspaces/workspaces/",
+    "type": "array",
+    "maxItems": 100000,
+    "items": {
+        "type": "object",
+        "required": ["id", "name"],
+        "properties": {
+            "id": _ID,
+            "name": _SHORT_TEXT,
+            "slug": _OPTIONAL_TEXT,
+            "type": _OPTIONAL_TEXT,
+            "plan": _OPTIONAL_TEXT,
+            "created_at": _OPTIONAL_TEXT,
+            "member_count": {"type": ["integer", "null"], "minimum": 0},
+            "machine_count": {"type": ["integer", "null"], "minimum": 0},
+        },
+    },
+}
+
+MACHINE = {
+    "type": "object",
+    "required": ["id", "workspace"],
+    "properties": {
+        "id": _ID,
+        "workspace": _ID,
+        "workspace_name": _OPTIONAL_TEXT,
+        "name": _OPTIONAL_TEXT,
+        "hostname": _OPTIONAL_TEXT,
+        "status": _OPTIONAL_TEXT,
+        "is_online": {"type": ["boolean", "null"]},
+        "public_ip": _OPTIONAL_TEXT,
+        "local_ips": {"type": ["array", "null"], "items": {"type": "string", "maxLength": 64}},
+    },
+}
+
+MACHINES_PAGE = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "GET /api/machines/machines/",
+    "type": "object",
+    "required": ["count", "page", "pages", "results"],
+    "properties": {
+        "count": {"type": "integer", "minimum": 0},
+        "page": {"type": "integer", "minimum": 1},
+        "pages": {"type": "integer", "minimum": 0},
+        "page_size": {"type": "integer", "minimum": 1},
+        "has_next": {"type": "boolean"},
+        "results": {"type": "array", "items": MACHINE},
+    },
+}
+
+TOKEN_FILE = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "token file",
+    "type": "object",
+    "required": ["access_token"],
+    "properties": {
+        "access_token": {"type": "string", "minLength": 1},
+        "refresh_token": {"type": ["string", "null"]},
+        "expires_at": {"type": ["number", "string", "null"]},
+        "expires_in": {"type": ["number", "null"]},
+    },
+}
+
+
+class SchemaError(ValueError):
+    """A document is not of the shape it must have. The message holds no value of the document."""
+
+
+def _where(path: t.Iterable[t.Any]) -> str:
+    text = ""
+    for part in path:
+        text += "[%d]" % part if isinstance(part, int) else (".%s" % part if text else str(part))
+    return text or "(top level)"
+
+
+def _rule(error: t.Any) -> str:
+    validator = error.validator
+    if validator == "type":
+        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return "must be of type %s" % " or ".join(types)
+    if validator == "required":
+        missing = [name for name in error.validator_value if isinstance(error.instance, dict) and name not in error.instance]
+        return "lacks required key %s" % ", ".join(repr(name) for name in missing)
+    if validator in ("maxLength", "minLength", "maxItems", "minItems", "minimum", "maximum"):
+        return "breaks %s %s" % (validator, error.validator_value)
+    return "does not match the expected %s" % validator
+
+
+def validate(instance: t.Any, schema: dict, what: str) -> None:
+    """Raise SchemaError naming ``what`` and the first broken rule."""
+    if jsonschema is None:
+        raise SchemaError("the jsonschema Python library is required to check %s" % what)
+    validator = jsonschema.Draft7Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        raise SchemaError("%s is not valid: %s %s" % (what, _where(error.absolute_path), _rule(error)))
+
+
+def validate_server_fleets(fleets: t.Any, what: str = "the server's fleet list") -> t.List[dict]:
+    """Check a fleet list as ``GET /api/workspaces/workspaces/`` returns it; ids must be unique."""
+    validate(fleets, SERVER_FLEETS, what)
+    seen: t.Set[str] = set()
+    for index, fleet in enumerate(fleets):
+        if fleet["id"] in seen:
+            raise SchemaError("%s is not valid: [%d].id repeats the id of another fleet" % (what, index))
+        seen.add(fleet["id"])
+    return fleets

@@ -1,0 +1,314 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) cmdop.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sync
+short_description: Sync the user's CMDOP fleets into ~/.cmdop/ssh_workspaces.json, headless and idempotent
+version_added: 0.1.0
+description:
+  - Does on the target host what C(cmdop login) does to C(~/.cmdop/ssh_workspaces.json), without a browser:
+    fetches the user's fleets with OAuth (or takes them from O(fleets)), adds new fleets, updates known ones,
+    marks fleets the user has left as inactive, and writes the file atomically, only when it changed.
+  - "Reconciliation rules: an entry is matched to a server fleet by C(remote_id). A matched entry takes the server's
+    name as C(remote_name) and loses C(inactive) if it had it (reactivated). An entry of this O(mode) whose fleet the
+    server no longer lists gets C(\"inactive\": true); its API key stays. A server fleet no entry knows is added with
+    an empty C(api_key) under a new local name."
+  - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values,
+    entries of the other mode, and keys this module does not know (at the top level and in entries)."
+  - "Which entries belong to a mode: an entry whose C(server) is empty or V(https://api.cmdop.com) is prod's; one whose
+    C(server) is V(https://dev.cmdop.com) is dev's. Any other C(server) is a local override: it is updated (and reactivated)
+    when the server lists its C(remote_id), and never deactivated. O(api_url) does not change which entries are in scope."
+  - "A new fleet's local name is the server's C(slug) (or its name) in lower case with every run of characters other than
+    letters, digits, C(.), C(_) and C(-) turned into C(-), at most 63 characters. If a local entry already has that name,
+    C(-) and the first 8 characters of the fleet's id are appended (V(team-a-7f0c8f5e)), then C(-2), C(-3)... if needed.
+    Local names are never renamed afterwards: users type them."
+  - The module holds a lock (C(.ssh_workspaces.json.lock) beside the file) while it reads, reconciles and writes, so two
+    runs at once on one host cannot lose an update.
+  - "Errors leave the file byte-for-byte as it was: an expired token that cannot be refreshed (V(sync: unauthorized)),
+    an API key where OAuth is needed, a corrupt or schema-invalid fleet file, a server answer of the wrong shape,
+    429 and 5xx after retries, timeouts, a full disk."
+  - No secret (access token, refresh token, API key) appears in the result, the diff, a warning or C(-vvvv) output.
+author:
+  - cmdop.fleet maintainers
+extends_documentation_fragment:
+  - cmdop.fleet.api
+  - ansible.builtin.files
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Computes the whole result and the diff and writes nothing, except a refreshed OAuth token,
+        which must be saved or the rotated refresh token would be lost.
+  diff_mode:
+    support: full
+    details:
+      - The before and after text of the fleet file, every API key replaced by C(********).
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - The fleet file on the target host. A missing file is created with mode C(0600), and a missing folder with mode C(0700).
+    type: path
+    default: ~/.cmdop/ssh_workspaces.json
+  fleets:
+    description:
+      - The user's fleets as C(GET /api/workspaces/workspaces/) returns them, fetched elsewhere, for example once on the
+        controller with M(cmdop.fleet.fleet_info). Each needs at least C(id) and C(name); C(slug) names new entries.
+      - When given, the module makes no HTTP call, so one API call can serve a thousand hosts that share an account.
+    type: list
+    elements: dict
+  last_synced:
+    description:
+      - V(changed) moves C(last_synced_at) only on entries that changed, so a second run reports C(changed=false).
+      - V(always) also stamps every entry the server listed, so the file changes on every run.
+    type: str
+    choices: [changed, always]
+    default: changed
+  require_oauth:
+    description:
+      - What to do when the host has no OAuth credential at all (no O(token), no E(CMDOP_TOKEN), no O(token_file)),
+        as on an API-key-only host.
+      - V(false) reports the host as skipped, with the reason. V(true) fails.
+    type: bool
+    default: false
+  backup:
+    description:
+      - Keep a timestamped copy of the fleet file before changing it. Its path is returned as RV(backup_file).
+    type: bool
+    default: false
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that holds the file's lock.
+    type: float
+    default: 30
+  file_mode:
+    description:
+      - The permissions of the fleet file, as O(ansible.builtin.file#module:mode) takes them.
+      - This module's O(mode) is the CMDOP mode, so the file's permissions go here.
+      - By default a new file gets V(0600) and an existing file keeps its permissions.
+    type: raw
+  mode:
+    description:
+      - The CMDOP server the fleets come from, as C(cmdop) (V(prod)) or C(cmdop --dev) (V(dev)) uses it.
+      - Selects the default O(api_url) and O(token_file), and which entries of the file this sync may change (see above).
+      - Not the file's permissions: those are O(file_mode).
+notes:
+  - The target needs Python with C(requests), C(requests-oauthlib) and C(jsonschema) (on Debian and Ubuntu,
+    C(python3-requests python3-requests-oauthlib python3-jsonschema)). The role C(cmdop.fleet.fleet_sync) installs them.
+  - This module is in the action group C(cmdop.fleet.fleet), so C(module_defaults) can set O(api_url) and O(mode) once.
+seealso:
+  - module: cmdop.fleet.fleet_info
+  - plugin: cmdop.fleet.cmdop
+    plugin_type: inventory
+"""
+
+EXAMPLES = r"""
+- name: Sync the remote user's fleets with the token cmdop login left on the host
+  cmdop.fleet.sync:
+
+- name: Sync the dev server's fleets, keeping a backup
+  cmdop.fleet.sync:
+    mode: dev
+    backup: true
+
+- name: One API call on the controller, then sync a thousand hosts without calling the API
+  hosts: cmdop_hosts
+  tasks:
+    - name: List the fleets once
+      cmdop.fleet.fleet_info:
+        token: "{{ vault_cmdop_token }}"
+      delegate_to: localhost
+      run_once: true
+      register: account
+
+    - name: Sync every host's file from that list
+      cmdop.fleet.sync:
+        fleets: "{{ account.fleets }}"
+
+- name: Set the server once for every cmdop.fleet module
+  hosts: all
+  module_defaults:
+    group/cmdop.fleet.fleet:
+      api_url: https://cmdop.internal.example.com
+  tasks:
+    - name: Sync
+      cmdop.fleet.sync:
+        token: "{{ vault_cmdop_token }}"
+"""
+
+RETURN = r"""
+added:
+  description: Fleets added to the file, by local name and remote id.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"name": "staging", "remote_id": "2b7e6a4c-1d1f-4c51-9b55-2f0a8a2b9c10"}]
+updated:
+  description: Known fleets whose entry changed, with the names of the changed C(fields).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"name": "team-a", "remote_id": "7f0c8f5e-0c7a-4a3e-8d7e-8b1a4c2d9e01", "fields": ["remote_name"]}]
+deactivated:
+  description: Fleets the user has left, now marked C(inactive).
+  returned: success
+  type: list
+  elements: dict
+reactivated:
+  description: Inactive fleets the user belongs to again.
+  returned: success
+  type: list
+  elements: dict
+unchanged:
+  description: Entries in scope that needed no change.
+  returned: success
+  type: list
+  elements: dict
+fleets:
+  description: The file's entries after the sync, every non-empty C(api_key) replaced by C(********).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"name": "team-a", "api_key": "********", "server": "", "remote_id": "7f0c8f5e-0c7a-4a3e-8d7e-8b1a4c2d9e01",
+            "remote_name": "Team A", "last_synced_at": "2026-11-20T10:00:00Z"}]
+path:
+  description: The fleet file.
+  returned: always
+  type: str
+  sample: /home/alice/.cmdop/ssh_workspaces.json
+backup_file:
+  description: The backup's path, when O(backup=true) and the file was changed.
+  returned: changed and backup made
+  type: str
+  sample: /home/alice/.cmdop/ssh_workspaces.json.12345.2026-11-23@10:00:00~
+token_refreshed:
+  description: Whether the OAuth token was refreshed (and written back to O(token_file)) during this run.
+  returned: always
+  type: bool
+"""
+
+import contextlib
+import datetime
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
+from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
+    API_ARGUMENT_SPEC,
+    check_libraries,
+    login_hint,
+    make_client,
+    resolve_credential,
+)
+from ansible_collections.cmdop.fleet.plugins.module_utils._client import CmdopError, UnauthorizedError
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, ensure_folder, locked, read_text, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import reconcile
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import SchemaError, validate_server_fleets
+from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fetch_fleets(module: AnsibleModule, result: dict) -> list | None:
+    """The server's fleets, from O(fleets) or the API; None when the host has no OAuth credential."""
+    if module.params["fleets"] is not None:
+        return validate_server_fleets(module.params["fleets"], "the fleets option")
+    credential = resolve_credential(module)
+    if credential is None:
+        return None
+    try:
+        return make_client(module).list_fleets(credential)
+    finally:
+        result["token_refreshed"] = credential.refreshed
+
+
+def write_file(module: AnsibleModule, path: str, before_text: str | None, after_text: str, result: dict) -> None:
+    if module.params["backup"] and before_text is not None:
+        result["backup_file"] = module.backup_local(path)
+    write_atomically(path, after_text.encode("utf-8"), move=module.atomic_move)
+
+
+def file_attributes(module: AnsibleModule, path: str, created: bool) -> dict:
+    params = dict(module.params, mode=module.params["file_mode"])
+    if created and params["mode"] is None:
+        params["mode"] = "0600"
+    return module.load_file_common_arguments(params, path=path)
+
+
+def sync(module: AnsibleModule, result: dict) -> None:
+    path = module.params["path"]
+    fleets = fetch_fleets(module, result)
+    if fleets is None:
+        reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % (
+            module.params["token_file"] or "~/.cmdop/token_%s.json" % module.params["mode"]
+        )
+        if module.params["require_oauth"]:
+            module.fail_json(msg="sync: %s; %s" % (reason, login_hint(module.params["mode"])), **result)
+        module.exit_json(skipped=True, msg="skipped: %s (an API-key-only host)" % reason, **result)
+
+    check_mode = module.check_mode
+    created_folder = None if check_mode else ensure_folder(path)
+    if created_folder:
+        module.set_fs_attributes_if_different(dict(file_attributes(module, created_folder, False), mode="0700"), False)
+    can_lock = os.path.isdir(os.path.dirname(path))
+    lock_timeout = module.params["lock_timeout"]
+    with locked(path, lock_timeout) if can_lock else contextlib.nullcontext():
+        before_text = read_text(path)
+        document = _fleet_file.parse(before_text, path)
+        module.no_log_values.update(_fleet_file.secrets(document))
+        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"])
+        after_text = _fleet_file.serialize(outcome.document)
+        changed = outcome.changed or before_text is None
+        if changed and not check_mode:
+            write_file(module, path, before_text, after_text, result)
+        if not check_mode and os.path.exists(path):
+            changed = module.set_fs_attributes_if_different(file_attributes(module, path, before_text is None), changed)
+
+    result.update(outcome.by_action())
+    result["changed"] = changed
+    result["fleets"] = _fleet_file.redact(outcome.document)["workspaces"]
+    if module._diff:
+        result["diff"] = {
+            "before_header": path,
+            "after_header": path,
+            "before": _fleet_file.serialize(_fleet_file.redact(document)) if before_text is not None else "",
+            "after": _fleet_file.serialize(_fleet_file.redact(outcome.document)),
+        }
+
+
+def main() -> None:
+    argument_spec = dict(
+        API_ARGUMENT_SPEC,
+        path=dict(type="path", default=DEFAULT_FLEET_FILE),
+        fleets=dict(type="list", elements="dict"),
+        last_synced=dict(type="str", default="changed", choices=["changed", "always"]),
+        require_oauth=dict(type="bool", default=False),
+        backup=dict(type="bool", default=False),
+        lock_timeout=dict(type="float", default=30.0),
+        file_mode=dict(type="raw"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, add_file_common_args=True)
+    check_libraries(module, http=module.params["fleets"] is None)
+    result = {"changed": False, "path": module.params["path"], "token_refreshed": False}
+    mode = module.params["mode"]
+    try:
+        sync(module, result)
+    except UnauthorizedError as exc:
+        module.fail_json(msg="sync: unauthorized: %s; %s" % (exc, login_hint(mode)), **result)
+    except (CmdopError, TokenFileError, _fleet_file.FleetFileError, SchemaError, FileError) as exc:
+        module.fail_json(msg="sync: %s" % exc, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
