@@ -35,7 +35,7 @@ options:
       - Defaults to C(~/.cmdop/token_prod.json) or C(~/.cmdop/token_dev.json) according to O(mode).
       - When its access token has expired, or the server refuses it, and it holds a refresh token, the token is refreshed
         and the new token pair written back to this file atomically with mode C(0600), even in check mode
-        (CMDOP's refresh tokens rotate: the old one stops working).
+        (CMDOP's refresh tokens rotate, so the old one stops working).
     type: path
   validate_certs:
     description:

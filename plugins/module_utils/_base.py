@@ -11,6 +11,7 @@ Private to the collection.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import typing as t
@@ -23,11 +24,14 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     REQUESTS_IMPORT_ERROR,
     REQUESTS_OAUTHLIB_IMPORT_ERROR,
     CmdopClient,
+    CmdopError,
     Credential,
     UnauthorizedError,
 )
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError
+from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import FleetFileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODE_URLS, MODES, default_token_file
-from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import JSONSCHEMA_IMPORT_ERROR
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import JSONSCHEMA_IMPORT_ERROR, SchemaError
 
 API_ARGUMENT_SPEC: t.Dict[str, t.Dict[str, t.Any]] = {
     "mode": {"type": "str", "default": "prod", "choices": list(MODES)},
@@ -95,3 +99,14 @@ def resolve_credential(module: AnsibleModule) -> t.Optional[Credential]:
     if not credential.can_refresh and _token.is_expired(token, time.time()):
         raise UnauthorizedError("the access token in %s has expired and there is no refresh token to renew it" % path)
     return credential
+
+
+@contextlib.contextmanager
+def failing_clearly(module: AnsibleModule, prefix: str, result: dict) -> t.Iterator[None]:
+    """Turn the collection's errors into ``fail_json`` with a clear ``msg`` (``<prefix>: ...``) and the result so far."""
+    try:
+        yield
+    except UnauthorizedError as exc:
+        module.fail_json(msg="%s: unauthorized: %s; %s" % (prefix, exc, login_hint(module.params["mode"])), **result)
+    except (CmdopError, _token.TokenFileError, FleetFileError, SchemaError, FileError) as exc:
+        module.fail_json(msg="%s: %s" % (prefix, exc), **result)

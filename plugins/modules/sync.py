@@ -11,8 +11,8 @@ module: sync
 short_description: Sync the user's CMDOP fleets into ~/.cmdop/ssh_workspaces.json, headless and idempotent
 version_added: 0.1.0
 description:
-  - Does on the target host what C(cmdop login) does to C(~/.cmdop/ssh_workspaces.json), without a browser:
-    fetches the user's fleets with OAuth (or takes them from O(fleets)), adds new fleets, updates known ones,
+  - Does on the target host what C(cmdop login) does to C(~/.cmdop/ssh_workspaces.json), without a browser;
+    it fetches the user's fleets with OAuth (or takes them from O(fleets)), adds new fleets, updates known ones,
     marks fleets the user has left as inactive, and writes the file atomically, only when it changed.
   - "Reconciliation rules: an entry is matched to a server fleet by C(remote_id). A matched entry takes the server's
     name as C(remote_name) and loses C(inactive) if it had it (reactivated). An entry of this O(mode) whose fleet the
@@ -97,7 +97,7 @@ options:
     description:
       - The CMDOP server the fleets come from, as C(cmdop) (V(prod)) or C(cmdop --dev) (V(dev)) uses it.
       - Selects the default O(api_url) and O(token_file), and which entries of the file this sync may change (see above).
-      - Not the file's permissions: those are O(file_mode).
+      - Not the file's permissions, which are O(file_mode).
 notes:
   - The target needs Python with C(requests), C(requests-oauthlib) and C(jsonschema) (on Debian and Ubuntu,
     C(python3-requests python3-requests-oauthlib python3-jsonschema)). The role C(cmdop.fleet.fleet_sync) installs them.
@@ -203,16 +203,15 @@ from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
 from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     API_ARGUMENT_SPEC,
     check_libraries,
+    failing_clearly,
     login_hint,
     make_client,
     resolve_credential,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._client import CmdopError, UnauthorizedError
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, ensure_folder, locked, read_text, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import ensure_folder, locked, read_text, write_atomically
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import reconcile
-from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import SchemaError, validate_server_fleets
-from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import validate_server_fleets
 
 
 def utc_now() -> str:
@@ -300,13 +299,8 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, add_file_common_args=True)
     check_libraries(module, http=module.params["fleets"] is None)
     result = {"changed": False, "path": module.params["path"], "token_refreshed": False}
-    mode = module.params["mode"]
-    try:
+    with failing_clearly(module, "sync", result):
         sync(module, result)
-    except UnauthorizedError as exc:
-        module.fail_json(msg="sync: unauthorized: %s; %s" % (exc, login_hint(mode)), **result)
-    except (CmdopError, TokenFileError, _fleet_file.FleetFileError, SchemaError, FileError) as exc:
-        module.fail_json(msg="sync: %s" % exc, **result)
     module.exit_json(**result)
 
 
