@@ -41,11 +41,13 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._token import is_expir
 try:
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
     from urllib3.util.retry import Retry
 except ImportError:
     requests = None
     HTTPAdapter = object
     Retry = object
+    Urllib3Timeout = OSError
     REQUESTS_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
 else:
     REQUESTS_IMPORT_ERROR = None
@@ -140,6 +142,16 @@ def scrub(text: t.Any, secrets: t.Iterable[str], limit: int = 300) -> str:
             text = text.replace(secret, "********")
     text = "".join(char if char.isprintable() else " " for char in text)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _transport_error(url: str, exc: Exception, timeout: float, credential: Credential) -> CmdopError:
+    """A user's message for a request that got no answer. With retries, urllib3 wraps a timeout in MaxRetryError."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, Urllib3Timeout):
+        return CmdopError("%s timed out after %s seconds (and on every retry)" % (url, timeout))
+    if isinstance(exc, requests.exceptions.SSLError):
+        return CmdopError("TLS error talking to %s: %s (see validate_certs)" % (url, scrub(exc, credential.secrets)))
+    return CmdopError("cannot reach %s: %s" % (url, scrub(exc, credential.secrets)))
 
 
 def _is_loopback(host: str) -> bool:
@@ -256,12 +268,8 @@ class CmdopClient:
         url = self.api_url + path
         try:
             return self.session.get(url, params=params, timeout=self.timeout, headers={"Authorization": "Bearer %s" % credential.secret})
-        except requests.exceptions.Timeout:
-            raise CmdopError("%s timed out after %s seconds (retried)" % (url, self.timeout)) from None
-        except requests.exceptions.SSLError as exc:
-            raise CmdopError("TLS error talking to %s: %s (validate_certs)" % (url, scrub(exc, credential.secrets))) from None
         except requests.exceptions.RequestException as exc:
-            raise CmdopError("cannot reach %s: %s" % (url, scrub(exc, credential.secrets))) from None
+            raise _transport_error(url, exc, self.timeout, credential) from None
 
     def _decode(self, path: str, response: t.Any, credential: Credential) -> t.Any:
         status = response.status_code

@@ -58,6 +58,28 @@ def ensure_folder(path: str, mode: int = 0o700) -> t.Optional[str]:
     return folder
 
 
+def _open_lock(lock_path: str, folder: str) -> int:
+    """Open (creating) the lock file. flock needs only a descriptor, so a lock file of another user's that we may read will do.
+
+    Root creates it owned by the folder's owner, so that the user can lock it in later runs of their own.
+    """
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise FileError("cannot create lock file %s: %s" % (lock_path, exc.strerror or exc)) from exc
+    else:
+        if os.geteuid() == 0:
+            folder_stat = os.stat(folder)
+            os.fchown(fd, folder_stat.st_uid, folder_stat.st_gid)
+        return fd
+    try:
+        return os.open(lock_path, os.O_RDONLY)
+    except OSError as exc:
+        raise FileError("cannot open lock file %s: %s" % (lock_path, exc.strerror or exc)) from exc
+
+
 @contextlib.contextmanager
 def locked(path: str, timeout: float) -> t.Iterator[None]:
     """Hold an exclusive lock on ``<folder>/.<name>.lock`` while the block runs.
@@ -68,10 +90,7 @@ def locked(path: str, timeout: float) -> t.Iterator[None]:
     """
     folder, name = os.path.split(os.path.abspath(path))
     lock_path = os.path.join(folder, ".%s.lock" % name)
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise FileError("cannot open lock file %s: %s" % (lock_path, exc.strerror or exc)) from exc
+    fd = _open_lock(lock_path, folder)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -97,18 +116,18 @@ def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: int 
     except OSError as exc:
         raise FileError("cannot write %s: %s" % (path, exc.strerror or exc)) from exc
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        os.unlink(tmp_path)
-        raise FileError("cannot write %s: %s; the file was left as it was" % (path, exc.strerror or exc)) from exc
-    try:
-        move(tmp_path, path)
-    except Exception as exc:  # pylint: disable=broad-except  # AnsibleModule.atomic_move raises plain Exception
-        raise FileError("cannot replace %s: %s; the file was left as it was" % (path, getattr(exc, "strerror", None) or exc)) from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), mode)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise FileError("cannot write %s: %s; the file was left as it was" % (path, exc.strerror or exc)) from exc
+        try:
+            move(tmp_path, path)
+        except Exception as exc:  # pylint: disable=broad-except  # AnsibleModule.atomic_move raises plain Exception
+            raise FileError("cannot replace %s: %s; the file was left as it was" % (path, getattr(exc, "strerror", None) or exc)) from exc
     finally:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)

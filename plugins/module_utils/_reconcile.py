@@ -87,7 +87,7 @@ def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, las
     """
     before = document
     document = copy.deepcopy(document)
-    entries = document.setdefault("workspaces", [])
+    entries = document.get("workspaces", [])
     server_fleets = {fleet["id"]: fleet for fleet in fleets}
     stamp_all = last_synced == LAST_SYNCED_ALWAYS
 
@@ -109,15 +109,13 @@ def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, las
         # A server override the server does not list is left alone: it may be
         # another server's fleet.
 
-    taken = {entry.get("name") for entry in entries}
-    for fleet in fleets:
-        if fleet["id"] in known:
-            continue
-        known.add(fleet["id"])
-        name = local_name(fleet, taken)
-        taken.add(name)
-        entries.append(_new_entry(fleet, name, mode, now))
-        changes.append(Change(ADDED, name, fleet["id"]))
+    new_fleets = [fleet for fleet in fleets if fleet["id"] not in known]
+    names = _names_for_new_fleets(new_fleets, {entry.get("name") for entry in entries})
+    for fleet in new_fleets:
+        entries.append(_new_entry(fleet, names[fleet["id"]], mode, now))
+        changes.append(Change(ADDED, names[fleet["id"]], fleet["id"]))
+    if new_fleets:
+        document["workspaces"] = entries
 
     return Reconciliation(before=before, document=document, changes=tuple(changes))
 
@@ -127,8 +125,9 @@ def _refresh(entry: dict, fleet: dict, now: str, stamp: bool) -> Change:
     if entry.get("remote_name") != fleet["name"]:
         entry["remote_name"] = fleet["name"]
         fields.append("remote_name")
-    reactivated = bool(entry.pop("inactive", False))
+    reactivated = entry.get("inactive") is True
     if reactivated:
+        del entry["inactive"]
         fields.append("inactive")
     if fields or stamp:
         entry["last_synced_at"] = now
@@ -158,6 +157,20 @@ def _new_entry(fleet: dict, name: str, mode: str, now: str) -> dict:
         "remote_name": fleet["name"],
         "last_synced_at": now,
     }
+
+
+def _names_for_new_fleets(fleets: t.Sequence[dict], taken: t.Set[str]) -> t.Dict[str, str]:
+    """Local names for new fleets, given in a fixed order (oldest first, then by id).
+
+    The order the server lists fleets in does not matter, so the same fleets get
+    the same names on every host.
+    """
+    names: t.Dict[str, str] = {}
+    taken = set(taken)
+    for fleet in sorted(fleets, key=lambda fleet: (fleet.get("created_at") or "", fleet["id"])):
+        names[fleet["id"]] = local_name(fleet, taken)
+        taken.add(names[fleet["id"]])
+    return names
 
 
 def slugify(text: str) -> str:

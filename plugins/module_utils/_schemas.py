@@ -25,7 +25,8 @@ else:
 _SHORT_TEXT = {"type": "string", "maxLength": 1024}
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 1024}
 # Server ids are UUIDs; accept any short id of safe characters, nothing else.
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"}
+# ((?![\s\S]) and not $: Python's $ also matches before a final newline.)
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}(?![\\s\\S])"}
 
 FLEET_FILE = {
     "$schema": "http://json-schema.org/draft-07/schema#",

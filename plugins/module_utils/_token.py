@@ -72,8 +72,10 @@ def normalized(token: t.Mapping[str, t.Any]) -> dict:
     """The token as the file keeps it: plain JSON types, ``scope`` as one space-separated string."""
     result = {key: value for key, value in dict(token).items() if value is not None}
     scope = result.get("scope")
-    if isinstance(scope, (list, tuple, set)):
+    if isinstance(scope, (list, tuple)):
         result["scope"] = " ".join(scope)
+    elif isinstance(scope, (set, frozenset)):
+        result["scope"] = " ".join(sorted(scope))
     return result
 
 

@@ -1,0 +1,563 @@
+"""cmdop.fleet.sync end to end: ansible-playbook over real SSH (users cmdop-t1/cmdop-t2 as hosts t1/t2),
+talking to the CMDOP emulator on 127.0.0.1. Each test states a rule users rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+
+ALICE, BOB = "u-alice", "u-bob"
+TEAM_A = "6bf6a91b-8ab8-46b1-8c48-3eda706c2881"
+LAB = "16ac849e-69e6-46ce-9f03-d03bf4607a34"
+STAGING = "f31e1a56-b620-401e-a451-21714db18f85"
+BOB_PERSONAL = "34f7063f-00b4-48ef-acdd-17f5f1e7142e"
+LOCAL_KEY = "cmdop_live_local_only_secret_key_9f8e7d6c5b4a"
+TEAM_A_KEY = "cmdop_live_team_a_secret_key_0a1b2c3d4e5f"
+FLEET_FILE = ".cmdop/ssh_workspaces.json"
+TOKEN_FILE = ".cmdop/token_prod.json"
+
+
+# ---- helpers ---------------------------------------------------------------
+
+
+def write_as(targets: t.Any, host: str, relpath: str, text: str, mode: int = 0o600) -> Path:
+    """Write a file in the host user's home, owned by that user, as cmdop login would."""
+    entry = pwd.getpwnam(targets.user(host))
+    path = Path(entry.pw_dir) / relpath
+    for folder in reversed(path.relative_to(entry.pw_dir).parents[:-1]):
+        directory = Path(entry.pw_dir) / folder
+        if not directory.exists():
+            directory.mkdir(mode=0o700)
+            os.chown(directory, entry.pw_uid, entry.pw_gid)
+    path.write_text(text, encoding="utf-8")
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(path, mode)
+    return path
+
+
+def login(emulator: t.Any, targets: t.Any, host: str, user: str, *, expires_in: int = 3600, refresh: bool = True) -> dict:
+    """Put a token file on the host, as `cmdop login` leaves it; returns the token."""
+    token = emulator.admin("POST", "tokens", {"user": user, "expires_in": expires_in})
+    token["expires_at"] = time.time() + expires_in
+    if not refresh:
+        token.pop("refresh_token", None)
+    write_as(targets, host, TOKEN_FILE, json.dumps(token, indent=2))
+    return token
+
+
+def fleet_path(targets: t.Any, host: str) -> Path:
+    return targets.home(host) / FLEET_FILE
+
+
+def read_fleets(targets: t.Any, host: str) -> dict:
+    return json.loads(fleet_path(targets, host).read_text(encoding="utf-8"))
+
+
+def entry(document: dict, name: str) -> dict:
+    matches = [item for item in document["workspaces"] if item["name"] == name]
+    assert len(matches) == 1, document
+    return matches[0]
+
+
+def sync_play(args: dict, hosts: str = "all", name: str = "sync") -> list:
+    return [{"hosts": hosts, "gather_facts": False, "tasks": [{"name": name, "cmdop.fleet.sync": args}]}]
+
+
+def api_requests(emulator: t.Any, path: str = "/api/") -> list:
+    return [item for item in emulator.admin("GET", "requests") if item["path"].startswith(path)]
+
+
+@pytest.fixture
+def api(emulator: t.Any) -> dict:
+    """The module arguments that point at the emulator."""
+    return {"api_url": emulator.url, "retries": 2, "timeout": 10}
+
+
+@pytest.fixture
+def targets(clean_targets: t.Any) -> t.Any:
+    return clean_targets
+
+
+# ---- the happy path ----------------------------------------------------------
+
+
+def test_first_run_adds_each_users_fleets_second_run_is_a_no_op(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    login(emulator, targets, "t2", BOB)
+
+    first = run_playbook(sync_play(api), inventory)
+    assert first.rc == 0, first.describe()
+    alice = first.task("sync", "t1")
+    assert alice["changed"] is True
+    assert sorted(item["name"] for item in alice["added"]) == ["lab", "staging", "team-a"]
+    assert [item["name"] for item in first.task("sync", "t2")["added"]] == ["bob-personal"]
+
+    document = read_fleets(targets, "t1")
+    assert entry(document, "team-a") == {
+        "name": "team-a", "api_key": "", "server": "", "remote_id": TEAM_A, "remote_name": "Team A",
+        "last_synced_at": entry(document, "team-a")["last_synced_at"],
+    }
+    assert document["active"] == ""
+    stat = fleet_path(targets, "t1").stat()
+    assert oct(stat.st_mode & 0o777) == "0o600"
+    assert oct(fleet_path(targets, "t1").parent.stat().st_mode & 0o777) == "0o700"
+    assert stat.st_uid == pwd.getpwnam("cmdop-t1").pw_uid
+    before = {host: fleet_path(targets, host).read_bytes() for host in ("t1", "t2")}
+
+    second = run_playbook(sync_play(api), inventory)
+    assert second.rc == 0, second.describe()
+    for host in ("t1", "t2"):
+        assert second.task("sync", host)["changed"] is False
+        assert second.stats[host]["changed"] == 0
+        assert fleet_path(targets, host).read_bytes() == before[host]
+    assert sorted(item["name"] for item in second.task("sync", "t1")["unchanged"]) == ["lab", "staging", "team-a"]
+
+
+def test_local_config_is_never_touched(emulator, targets, inventory, run_playbook, api):
+    """API keys, API-key-only fleets, active, server overrides, the other mode's entries, unknown keys."""
+    login(emulator, targets, "t1", ALICE)
+    original = {
+        "active": "home",
+        "version": 3,
+        "workspaces": [
+            {"name": "home", "api_key": LOCAL_KEY, "server": ""},
+            {"name": "team-a", "api_key": TEAM_A_KEY, "server": "", "remote_id": TEAM_A, "remote_name": "Old name",
+             "last_synced_at": "2026-01-01T00:00:00Z", "color": "blue"},
+            {"name": "relay-lab", "api_key": "", "server": "https://relay.example.net", "remote_id": LAB, "remote_name": "Lab",
+             "inactive": True},
+            {"name": "relay-gone", "api_key": "", "server": "https://relay.example.net", "remote_id": "0000-gone", "remote_name": "Gone"},
+            {"name": "dev-fleet", "api_key": "k", "server": "https://dev.cmdop.com", "remote_id": "dev-1", "remote_name": "Dev"},
+        ],
+    }
+    write_as(targets, "t1", FLEET_FILE, json.dumps(original, indent=4))
+
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    out = result.task("sync", "t1")
+    document = read_fleets(targets, "t1")
+
+    assert document["active"] == "home"
+    assert document["version"] == 3
+    assert document["workspaces"][0] == original["workspaces"][0]
+    team_a = entry(document, "team-a")
+    assert team_a["api_key"] == TEAM_A_KEY and team_a["color"] == "blue" and team_a["server"] == ""
+    assert team_a["remote_name"] == "Team A" and team_a["last_synced_at"] != "2026-01-01T00:00:00Z"
+    # a server override listed by the server is updated and reactivated ...
+    assert "inactive" not in entry(document, "relay-lab")
+    assert [item["name"] for item in out["reactivated"]] == ["relay-lab"]
+    # ... one it does not list is never deactivated, and the dev entry is not prod's to touch
+    assert entry(document, "relay-gone") == original["workspaces"][3]
+    assert entry(document, "dev-fleet") == original["workspaces"][4]
+    assert [item["name"] for item in out["added"]] == ["staging"]
+    assert out["updated"] == [{"name": "team-a", "remote_id": TEAM_A, "fields": ["remote_name"]}]
+    # the result never carries an API key
+    assert LOCAL_KEY not in json.dumps(out) and TEAM_A_KEY not in json.dumps(out)
+    assert entry({"workspaces": out["fleets"]}, "home")["api_key"] == "********"
+
+
+def test_server_changes_rename_leave_rejoin(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    assert run_playbook(sync_play(api, hosts="t1"), inventory).rc == 0
+    document = read_fleets(targets, "t1")
+    entry(document, "staging")["api_key"] = "cmdop_live_staging_key_added_by_hand"
+    write_as(targets, "t1", FLEET_FILE, json.dumps(document, indent=2) + "\n")
+
+    emulator.admin("PATCH", "fleets/" + TEAM_A, {"name": "Team A (platform)"})
+    emulator.admin("DELETE", "members", {"fleet": STAGING, "user": ALICE})
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    out = result.task("sync", "t1")
+    assert out["updated"] == [{"name": "team-a", "remote_id": TEAM_A, "fields": ["remote_name"]}]
+    assert out["deactivated"] == [{"name": "staging", "remote_id": STAGING, "fields": ["inactive"]}]
+    document = read_fleets(targets, "t1")
+    assert entry(document, "team-a")["remote_name"] == "Team A (platform)"
+    assert entry(document, "team-a")["name"] == "team-a"  # local names are never renamed
+    assert entry(document, "staging")["inactive"] is True
+    assert entry(document, "staging")["api_key"] == "cmdop_live_staging_key_added_by_hand"
+
+    emulator.admin("POST", "members", {"fleet": STAGING, "user": ALICE})
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert [item["name"] for item in result.task("sync", "t1")["reactivated"]] == ["staging"]
+    assert "inactive" not in entry(read_fleets(targets, "t1"), "staging")
+
+
+def test_name_collision_with_an_api_key_only_fleet(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "lab", "workspaces": [{"name": "lab", "api_key": LOCAL_KEY, "server": ""}]}))
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    document = read_fleets(targets, "t1")
+    assert entry(document, "lab") == {"name": "lab", "api_key": LOCAL_KEY, "server": ""}
+    assert entry(document, "lab-" + LAB[:8])["remote_id"] == LAB
+
+
+def test_dev_mode_touches_only_dev_entries(emulator, targets, inventory, run_playbook, api):
+    token = emulator.admin("POST", "tokens", {"user": ALICE, "expires_in": 3600})
+    token["expires_at"] = time.time() + 3600
+    write_as(targets, "t1", ".cmdop/token_dev.json", json.dumps(token))
+    prod = {"name": "team-a", "api_key": TEAM_A_KEY, "server": "", "remote_id": "prod-only-id", "remote_name": "Prod"}
+    write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "team-a", "workspaces": [prod]}))
+    result = run_playbook(sync_play(dict(api, mode="dev"), hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    document = read_fleets(targets, "t1")
+    assert document["workspaces"][0] == prod  # prod's entry: not deactivated, not touched
+    added = {item["remote_id"]: item for item in document["workspaces"][1:]}
+    assert set(added) == {TEAM_A, LAB, STAGING}
+    assert all(item["server"] == "https://dev.cmdop.com" for item in added.values())
+    assert added[TEAM_A]["name"] == "team-a-" + TEAM_A[:8]
+
+
+def test_last_synced_always_stamps_every_listed_entry(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    assert run_playbook(sync_play(api, hosts="t1"), inventory).rc == 0
+    document = read_fleets(targets, "t1")
+    for item in document["workspaces"]:
+        item["last_synced_at"] = "2020-01-01T00:00:00Z"
+    write_as(targets, "t1", FLEET_FILE, json.dumps(document, indent=2) + "\n")
+    unchanged = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert unchanged.task("sync", "t1")["changed"] is False
+    always = run_playbook(sync_play(dict(api, last_synced="always"), hosts="t1"), inventory)
+    assert always.task("sync", "t1")["changed"] is True
+    assert all(item["last_synced_at"] != "2020-01-01T00:00:00Z" for item in read_fleets(targets, "t1")["workspaces"])
+
+
+# ---- check mode, diff, backup, file arguments ------------------------------
+
+
+def test_check_diff_shows_the_change_redacted_and_writes_nothing(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    original = json.dumps({"active": "home", "workspaces": [
+        {"name": "home", "api_key": LOCAL_KEY, "server": ""},
+        {"name": "team-a", "api_key": TEAM_A_KEY, "server": "", "remote_id": TEAM_A, "remote_name": "Old"},
+    ]}, indent=2)
+    path = write_as(targets, "t1", FLEET_FILE, original)
+    mtime = path.stat().st_mtime_ns
+
+    result = run_playbook(sync_play(api, hosts="t1"), inventory, check=True, diff=True)
+    assert result.rc == 0, result.describe()
+    out = result.task("sync", "t1")
+    assert out["changed"] is True
+    assert [item["name"] for item in out["added"]] == ["lab", "staging"]
+    assert path.read_text(encoding="utf-8") == original and path.stat().st_mtime_ns == mtime
+    diff = out["diff"]
+    assert '"remote_name": "Old"' in diff["before"] and '"remote_name": "Team A"' in diff["after"]
+    assert '"api_key": "********"' in diff["before"] and '"api_key": "********"' in diff["after"]
+    # the human diff, as a user sees it
+    assert '+      "remote_name": "Team A",' in result.stdout
+    for secret in (LOCAL_KEY, TEAM_A_KEY):
+        assert secret not in result.stdout and secret not in json.dumps(out)
+    assert not list(path.parent.glob(".ssh_workspaces.json.*.tmp"))
+
+
+def test_check_mode_on_a_host_without_a_file_creates_nothing(emulator, targets, inventory, run_playbook, api):
+    token = login(emulator, targets, "t1", ALICE)
+    assert token
+    result = run_playbook(sync_play(api, hosts="t1"), inventory, check=True, diff=True)
+    out = result.task("sync", "t1")
+    assert out["changed"] is True and out["diff"]["before"] == ""
+    assert not fleet_path(targets, "t1").exists()
+
+
+def test_backup_and_file_mode(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    original = json.dumps({"active": "", "workspaces": []})
+    write_as(targets, "t1", FLEET_FILE, original, mode=0o644)
+    result = run_playbook(sync_play(dict(api, backup=True), hosts="t1"), inventory)
+    out = result.task("sync", "t1")
+    backup = Path(out["backup_file"])
+    assert backup.read_text(encoding="utf-8") == original
+    assert oct(fleet_path(targets, "t1").stat().st_mode & 0o777) == "0o644"  # an existing file keeps its mode
+    result = run_playbook(sync_play(dict(api, file_mode="0640"), hosts="t1"), inventory)
+    assert result.task("sync", "t1")["changed"] is True
+    assert oct(fleet_path(targets, "t1").stat().st_mode & 0o777) == "0o640"
+
+
+# ---- tokens ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check-mode"])
+def test_expired_token_is_refreshed_and_the_rotated_pair_saved(emulator, targets, inventory, run_playbook, api, check):
+    old = login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "tokens/expire", {"access_token": old["access_token"]})  # the server says 401
+    result = run_playbook(sync_play(api, hosts="t1"), inventory, check=check)
+    assert result.rc == 0, result.describe()
+    assert result.task("sync", "t1")["token_refreshed"] is True
+    token_path = targets.home("t1") / TOKEN_FILE
+    saved = json.loads(token_path.read_text(encoding="utf-8"))
+    assert saved["access_token"] != old["access_token"] and saved["refresh_token"] != old["refresh_token"]
+    assert saved["access_token"].startswith("cmdop_") and saved["refresh_token"].startswith("clitr_")
+    assert saved["expires_at"] > time.time() and isinstance(saved["scope"], str)
+    assert oct(token_path.stat().st_mode & 0o777) == "0o600"
+    assert token_path.stat().st_uid == pwd.getpwnam("cmdop-t1").pw_uid
+    assert fleet_path(targets, "t1").exists() is (not check)
+    # the old refresh token is dead (rotation), the saved one works: a second run is fine
+    again = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert again.rc == 0, again.describe()
+    assert again.task("sync", "t1")["token_refreshed"] is False
+
+
+def test_token_past_expires_at_is_refreshed_before_the_call(emulator, targets, inventory, run_playbook, api):
+    token = login(emulator, targets, "t1", ALICE)
+    token["expires_at"] = "2020-01-01T00:00:00Z"  # RFC 3339 form, in the past
+    write_as(targets, "t1", TOKEN_FILE, json.dumps(token))
+    emulator.admin("DELETE", "requests")
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.task("sync", "t1")["token_refreshed"] is True
+    paths = [item["path"] for item in emulator.admin("GET", "requests")]
+    assert paths == ["/api/system/oauth/token/", "/api/workspaces/workspaces/"]
+
+
+def test_expired_token_without_refresh_token_is_unauthorized(emulator, targets, inventory, run_playbook, api):
+    old = login(emulator, targets, "t1", ALICE, refresh=False)
+    emulator.admin("POST", "tokens/expire", {"access_token": old["access_token"]})
+    original = write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "x", "workspaces": []})).read_bytes()
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    out = result.task("sync", "t1")
+    assert result.status("sync", "t1") == "failed"
+    assert out["msg"].startswith("sync: unauthorized:") and "cmdop login" in out["msg"]
+    assert fleet_path(targets, "t1").read_bytes() == original
+
+
+def test_refused_refresh_is_unauthorized_and_loses_nothing(emulator, targets, inventory, run_playbook, api):
+    old = login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "tokens/expire", {"access_token": old["access_token"]})
+    emulator.admin("POST", "tokens/revoke", {"refresh_token": old["refresh_token"]})
+    original = write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "", "workspaces": []})).read_bytes()
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    out = result.task("sync", "t1")
+    assert out["msg"].startswith("sync: unauthorized:") and "invalid_grant" in out["msg"]
+    assert fleet_path(targets, "t1").read_bytes() == original
+    assert json.loads((targets.home("t1") / TOKEN_FILE).read_text(encoding="utf-8"))["refresh_token"] == old["refresh_token"]
+
+
+def test_api_key_where_oauth_is_needed(emulator, targets, inventory, run_playbook, api):
+    result = run_playbook(sync_play(dict(api, token=TEAM_A_KEY.replace("team_a_secret_key_0a1b2c3d4e5f", "bPYO1yaiN9rfdbmxvqd3RDeP2QGBE1Z2")),
+                                    hosts="t1"), inventory)
+    out = result.task("sync", "t1")
+    assert result.status("sync", "t1") == "failed"
+    assert "403" in out["msg"] and "requires an OAuth token" in out["msg"] and "API key" in out["msg"]
+    assert not fleet_path(targets, "t1").exists()
+
+
+def test_no_credential_skips_or_fails_with_require_oauth(emulator, targets, inventory, run_playbook, api):
+    write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "home", "workspaces": [{"name": "home", "api_key": LOCAL_KEY}]}))
+    skipped = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert skipped.rc == 0
+    assert skipped.status("sync", "t1") == "skipped"
+    assert "fleet enumeration requires OAuth" in skipped.task("sync", "t1")["msg"]
+    failed = run_playbook(sync_play(dict(api, require_oauth=True), hosts="t1"), inventory)
+    assert failed.status("sync", "t1") == "failed"
+    assert "fleet enumeration requires OAuth" in failed.task("sync", "t1")["msg"]
+    assert api_requests(emulator) == []
+
+
+# ---- bad input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"active": "home", "workspaces": [{"name": "home", "api_key": "%s"' % LOCAL_KEY, "is not valid JSON"),
+    ('{"workspaces": [{"name": "home", "api_key": 12345678}]}', "workspaces[0].api_key must be of type string"),
+    ('{"workspaces": {"name": "home"}}', "workspaces must be of type array"),
+    ("", "is empty"),
+], ids=["truncated", "api-key-not-string", "workspaces-not-list", "empty"])
+def test_corrupt_fleet_file_fails_and_is_left_as_it_was(emulator, targets, inventory, run_playbook, api, text, expected):
+    login(emulator, targets, "t1", ALICE)
+    path = write_as(targets, "t1", FLEET_FILE, text)
+    result = run_playbook(sync_play(api, hosts="t1"), inventory, verbosity=3)
+    out = result.task("sync", "t1")
+    assert result.status("sync", "t1") == "failed"
+    assert expected in out["msg"], out["msg"]
+    assert path.read_text(encoding="utf-8") == text
+    assert LOCAL_KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ({"status": 200, "body": "<html>not json</html>"}, "not JSON"),
+    ({"status": 200, "body": json.dumps({"results": []})}, "must be of type array"),
+    ({"status": 200, "body": json.dumps([{"id": "../../etc/passwd", "name": "x"}])}, "[0].id does not match"),
+    ({"status": 200, "body": json.dumps([{"id": "a", "name": "A"}, {"id": "a", "name": "B"}])}, "repeats the id"),
+], ids=["not-json", "object", "hostile-id", "duplicate-ids"])
+def test_server_answer_of_the_wrong_shape(emulator, targets, inventory, run_playbook, api, fault, expected):
+    login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "faults", dict(fault, path="/api/workspaces/workspaces/", count=1))
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    out = result.task("sync", "t1")
+    assert result.status("sync", "t1") == "failed"
+    assert out["msg"].startswith("sync: ") and expected in out["msg"], out["msg"]
+    assert not fleet_path(targets, "t1").exists()
+
+
+def test_429_is_retried_honouring_retry_after(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "faults", {"path": "/api/workspaces/workspaces/", "status": 429, "count": 1, "retry_after": 2})
+    started = time.monotonic()
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    assert time.monotonic() - started >= 2
+    assert [item["status"] for item in api_requests(emulator, "/api/workspaces/")] == [429, 200]
+
+
+def test_persistent_5xx_fails_after_bounded_retries(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "faults", {"path": "/api/workspaces/workspaces/", "status": 503, "count": 50})
+    result = run_playbook(sync_play(dict(api, retries=2), hosts="t1"), inventory)
+    out = result.task("sync", "t1")
+    assert "answered 503" in out["msg"] and "retrying" in out["msg"]
+    assert len(api_requests(emulator, "/api/workspaces/")) == 3  # the first try and 2 retries
+
+
+def test_timeout(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "latency", {"seconds": 3})
+    result = run_playbook(sync_play(dict(api, timeout=1, retries=0), hosts="t1"), inventory)
+    assert "timed out after 1.0 seconds" in result.task("sync", "t1")["msg"]
+    assert result.task("sync", "t1")["msg"].startswith("sync: http")
+
+
+def test_a_full_disk_leaves_the_file_as_it_was(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    mount = targets.home("t1") / ".cmdop" / "tiny-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        entry_ = pwd.getpwnam("cmdop-t1")
+        os.chown(mount, entry_.pw_uid, entry_.pw_gid)
+        path = mount / "ssh_workspaces.json"
+        original = json.dumps({"active": "home", "workspaces": [{"name": "home", "api_key": LOCAL_KEY, "server": ""}]})
+        path.write_text(original, encoding="utf-8")
+        os.chown(path, entry_.pw_uid, entry_.pw_gid)
+        filler = mount / "filler"
+        with open(filler, "wb", buffering=0) as handle:
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    handle.write(b"\0" * 1024)
+        result = run_playbook(sync_play(dict(api, path=str(path)), hosts="t1"), inventory)
+        out = result.task("sync", "t1")
+        assert result.status("sync", "t1") == "failed"
+        assert "No space left on device" in out["msg"], out["msg"]
+        assert path.read_text(encoding="utf-8") == original
+        assert sorted(item.name for item in mount.iterdir()) == [".ssh_workspaces.json.lock", "filler", "ssh_workspaces.json"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+        mount.rmdir()
+
+
+def test_a_concurrent_writer_holding_the_lock_is_waited_for(emulator, targets, inventory, run_playbook, api):
+    """A second run waits for the lock (and with a short lock_timeout gives up, losing nothing)."""
+    login(emulator, targets, "t1", ALICE)
+    path = write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "", "workspaces": []}))
+    lock = path.parent / ".ssh_workspaces.json.lock"
+    holder = subprocess.Popen(  # pylint: disable=consider-using-with
+        ["runuser", "-u", "cmdop-t1", "--", "python3", "-c",
+         "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True); time.sleep(4)",
+         str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        gave_up = run_playbook(sync_play(dict(api, lock_timeout=0.5), hosts="t1"), inventory)
+        assert "another run holds the lock" in gave_up.task("sync", "t1")["msg"]
+        assert json.loads(path.read_text(encoding="utf-8")) == {"active": "", "workspaces": []}
+        waited = run_playbook(sync_play(dict(api, lock_timeout=30), hosts="t1"), inventory)
+        assert waited.rc == 0, waited.describe()
+        assert holder.poll() is not None  # it could only finish once the holder let go
+        assert len(read_fleets(targets, "t1")["workspaces"]) == 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_concurrent_runs_on_one_host_lose_no_update(emulator, targets, inventory, run_playbook, api):
+    """Two syncs at once with different fleet lists: the lock serializes them, each sees the other's result."""
+    path = write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "", "workspaces": []}))
+    fleets_a = [{"id": TEAM_A, "name": "Team A", "slug": "team-a"}]
+    fleets_b = [{"id": TEAM_A, "name": "Team A renamed", "slug": "team-a"}, {"id": LAB, "name": "Lab", "slug": "lab"}]
+    plays = [sync_play({"fleets": fleets_a, "path": str(path)}, hosts="t1"), sync_play({"fleets": fleets_b, "path": str(path)}, hosts="t1")]
+    from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda play: run_playbook(play, inventory), plays))
+    assert all(result.rc == 0 for result in results), [result.describe() for result in results]
+    document = read_fleets(targets, "t1")
+    names = sorted(item["name"] for item in document["workspaces"])
+    assert names == ["lab", "team-a"]  # never two team-a entries, whatever the order
+    json.loads(path.read_text(encoding="utf-8"))
+
+
+# ---- secrets --------------------------------------------------------------------
+
+
+def test_no_secret_reaches_the_output_even_at_vvvv(emulator, targets, inventory, run_playbook, api):
+    old = login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "tokens/expire", {"access_token": old["access_token"]})
+    write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "home", "workspaces": [
+        {"name": "home", "api_key": LOCAL_KEY, "server": ""},
+        {"name": "team-a", "api_key": TEAM_A_KEY, "server": "", "remote_id": TEAM_A, "remote_name": "Old"}]}))
+    given_token = emulator.admin("POST", "tokens", {"user": BOB, "expires_in": 3600})["access_token"]
+    # t1 refreshes its token from the file; t2 gets a token given directly
+    play = [{"hosts": "all", "gather_facts": False, "tasks": [{"name": "sync", "cmdop.fleet.sync": dict(
+        api, token="{{ given_token if inventory_hostname == 't2' else omit }}")}]}]
+    result = run_playbook(play, inventory, diff=True, verbosity=4, extra_vars={"given_token": given_token})
+    assert result.rc == 0, result.describe()
+    assert result.task("sync", "t1")["token_refreshed"] is True
+    new = json.loads((targets.home("t1") / TOKEN_FILE).read_text(encoding="utf-8"))
+    output = result.stdout + result.stderr + json.dumps(result.data)
+    for secret in (old["access_token"], old["refresh_token"], new["access_token"], new["refresh_token"], given_token, LOCAL_KEY, TEAM_A_KEY):
+        assert secret not in output
+    assert "remote_name" in result.stdout  # the diff was shown
+
+
+def test_a_hostile_server_cannot_echo_a_secret_into_the_message(emulator, targets, inventory, run_playbook, api):
+    token = login(emulator, targets, "t1", ALICE, refresh=False)
+    body = json.dumps({"detail": "bad token %s \x1b[31m" % token["access_token"]})
+    emulator.admin("POST", "faults", {"path": "/api/workspaces/workspaces/", "status": 400, "body": body, "count": 1})
+    result = run_playbook(sync_play(api, hosts="t1"), inventory, verbosity=4)
+    out = result.task("sync", "t1")
+    assert "answered 400" in out["msg"] and "bad token" in out["msg"]
+    assert token["access_token"] not in result.stdout + result.stderr + json.dumps(result.data)
+
+
+# ---- one API call for many hosts, redirects, action group, role ----------------
+
+
+def test_fleet_info_once_then_sync_many_hosts_without_http(emulator, targets, inventory, run_playbook, api):
+    token = emulator.admin("POST", "tokens", {"user": ALICE, "expires_in": 3600})["access_token"]
+    play = [{"hosts": "all", "gather_facts": False, "tasks": [
+        {"name": "list", "cmdop.fleet.fleet_info": dict(api, token=token, machines=True),
+         "delegate_to": "localhost", "run_once": True, "register": "account", "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
+        {"name": "sync", "cmdop.fleet.cmdop_fleet_sync": {"fleets": "{{ account.fleets }}"}},
+    ]}]
+    emulator.admin("DELETE", "requests")
+    result = run_playbook(play, inventory)
+    assert result.rc == 0, result.describe()
+    listing = result.task("list", "t1")
+    assert sorted(fleet["slug"] for fleet in listing["fleets"]) == ["lab", "staging", "team-a"]
+    assert {machine["workspace"] for machine in listing["machines"]} <= {TEAM_A, LAB, STAGING}
+    assert [item["path"] for item in api_requests(emulator, "/api/workspaces/")] == ["/api/workspaces/workspaces/"]
+    for host in ("t1", "t2"):
+        assert sorted(item["name"] for item in read_fleets(targets, host)["workspaces"]) == ["lab", "staging", "team-a"]
+
+
+def test_module_defaults_through_the_action_group(emulator, targets, inventory, run_playbook):
+    login(emulator, targets, "t1", ALICE)
+    play = [{"hosts": "t1", "gather_facts": False, "module_defaults": {"group/cmdop.fleet.fleet": {"api_url": emulator.url, "retries": 0}},
+             "tasks": [{"name": "sync", "cmdop.fleet.sync": {}}]}]
+    result = run_playbook(play, inventory)
+    assert result.rc == 0, result.describe()
+    assert len(result.task("sync", "t1")["added"]) == 3
+
+
+def test_fleet_sync_role_with_one_listing_for_all_hosts(emulator, targets, inventory, run_playbook, api):
+    token = emulator.admin("POST", "tokens", {"user": BOB, "expires_in": 3600})["access_token"]
+    play = [{"hosts": "all", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_sync"}],
+             "vars": {"cmdop_fleet_api_url": emulator.url, "cmdop_fleet_token": token, "cmdop_fleet_fetch_once": True}}]
+    emulator.admin("DELETE", "requests")
+    result = run_playbook(play, inventory, env={"ANSIBLE_PYTHON_INTERPRETER": "auto_silent"})
+    assert result.rc == 0, result.describe()
+    assert len(api_requests(emulator, "/api/workspaces/")) == 1
+    for host in ("t1", "t2"):
+        assert [item["name"] for item in read_fleets(targets, host)["workspaces"]] == ["bob-personal"]

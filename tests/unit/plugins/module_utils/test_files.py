@@ -1,0 +1,324 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cmdop.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Unit tests of the small file I/O helpers, on real temporary files."""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import os
+import stat
+import time
+
+import pytest
+
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
+    FileError,
+    ensure_folder,
+    locked,
+    read_text,
+    write_atomically,
+)
+
+OLD = b'{"active": "", "workspaces": [{"name": "lab", "api_key": "cmdop_live_old"}]}\n'
+NEW = '{"active": "", "workspaces": [{"name": "équipe"}]}\n'.encode("utf-8")
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(str(path)).st_mode)
+
+
+def _with_umask(umask, func, *args, **kwargs):
+    old = os.umask(umask)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        os.umask(old)
+
+
+# ---------------------------------------------------------------- write_atomically
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_write_creates_the_file_with_0600(tmp_path, umask):
+    target = tmp_path / "ssh_workspaces.json"
+    _with_umask(umask, write_atomically, str(target), NEW)
+    assert target.read_bytes() == NEW
+    assert _mode(target) == 0o600
+    assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
+
+
+def test_write_honours_the_mode_argument(tmp_path):
+    target = tmp_path / "file"
+    _with_umask(0o077, write_atomically, str(target), b"x", mode=0o640)
+    assert _mode(target) == 0o640
+
+
+def test_write_replaces_the_content(tmp_path):
+    target = tmp_path / "ssh_workspaces.json"
+    target.write_bytes(OLD * 50)
+    os.chmod(str(target), 0o644)
+    write_atomically(str(target), NEW)
+    assert target.read_bytes() == NEW
+    assert _mode(target) == 0o600
+    assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
+
+
+def test_write_of_empty_data(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(OLD)
+    write_atomically(str(target), b"")
+    assert target.read_bytes() == b""
+
+
+def test_write_with_a_relative_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(str(tmp_path))
+    write_atomically("rel.json", NEW)
+    assert (tmp_path / "rel.json").read_bytes() == NEW
+    assert os.listdir(str(tmp_path)) == ["rel.json"]
+
+
+def test_move_gets_a_complete_private_temporary_file_beside_the_target(tmp_path):
+    target = tmp_path / "ssh_workspaces.json"
+    target.write_bytes(OLD)
+    seen = []
+
+    def recording_move(src, dst):
+        with open(src, "rb") as handle:
+            seen.append((src, dst, handle.read(), _mode(src), target.read_bytes()))
+        os.replace(src, dst)
+
+    write_atomically(str(target), NEW, move=recording_move)
+    assert len(seen) == 1
+    src, dst, data, mode, target_then = seen[0]
+    assert os.path.dirname(src) == str(tmp_path), "same folder, so the move is an atomic rename"
+    assert os.path.basename(src).startswith(".ssh_workspaces.json.")
+    assert dst == str(target)
+    assert data == NEW, "all the data is in the temporary file before the move"
+    assert mode == 0o600, "the secret is never readable by others, not even briefly"
+    assert target_then == OLD, "the target is untouched until the move"
+    assert target.read_bytes() == NEW
+    assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EACCES, "Permission denied"), Exception("Could not replace file")],
+    ids=["enospc", "eacces", "ansible-atomic-move"],
+)
+def test_failed_move_leaves_the_target_and_no_temporary_file(tmp_path, failure):
+    target = tmp_path / "ssh_workspaces.json"
+    target.write_bytes(OLD)
+    os.chmod(str(target), 0o640)
+
+    def failing_move(src, dst):
+        raise failure
+
+    with pytest.raises(FileError) as info:
+        write_atomically(str(target), NEW, move=failing_move)
+    assert str(target) in str(info.value)
+    assert "left as it was" in str(info.value)
+    assert target.read_bytes() == OLD
+    assert _mode(target) == 0o640
+    assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
+
+
+def test_failed_move_of_a_new_file_creates_nothing(tmp_path):
+    def failing_move(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with pytest.raises(FileError):
+        write_atomically(str(tmp_path / "new.json"), NEW, move=failing_move)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_write_into_a_missing_folder_is_a_file_error(tmp_path):
+    with pytest.raises(FileError) as info:
+        write_atomically(str(tmp_path / "missing" / "f.json"), NEW)
+    assert "missing" in str(info.value)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_file_error_is_an_os_error():
+    assert issubclass(FileError, OSError)
+
+
+# ---------------------------------------------------------------- locked
+
+
+def _hold_lock(path, ready, release, hold_for):
+    with locked(path, 5):
+        ready.set()
+        if hold_for is None:
+            release.wait(30)
+        else:
+            time.sleep(hold_for)
+
+
+def _start_holder(path, hold_for=None):
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    process = context.Process(target=_hold_lock, args=(path, ready, release, hold_for))
+    process.start()
+    assert ready.wait(10), "the other process did not take the lock"
+    return process, release
+
+
+def test_lock_held_by_another_process_times_out_then_succeeds_after_release(tmp_path):
+    path = str(tmp_path / "ssh_workspaces.json")
+    process, release = _start_holder(path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(FileError) as info:
+            with locked(path, 0.5):
+                pytest.fail("the lock was taken while another process holds it")
+        elapsed = time.monotonic() - started
+        assert 0.45 <= elapsed < 3.0
+        assert "another run holds the lock" in str(info.value)
+        assert path in str(info.value)
+    finally:
+        release.set()
+        process.join(10)
+    assert process.exitcode == 0
+
+    started = time.monotonic()
+    with locked(path, 5):
+        entered = time.monotonic() - started
+    assert entered < 1.0
+
+
+def test_lock_waits_for_another_process_to_finish(tmp_path):
+    path = str(tmp_path / "ssh_workspaces.json")
+    process, _release = _start_holder(path, hold_for=0.6)
+    try:
+        started = time.monotonic()
+        with locked(path, 10):
+            waited = time.monotonic() - started
+        assert waited < 5.0, "the lock was taken as soon as the other process let go"
+    finally:
+        process.join(10)
+    assert process.exitcode == 0
+
+
+def test_lock_with_zero_timeout_fails_at_once_when_held(tmp_path):
+    path = str(tmp_path / "f.json")
+    process, release = _start_holder(path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(FileError):
+            with locked(path, 0):
+                pass
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        process.join(10)
+
+
+def test_lock_is_exclusive_even_within_one_process(tmp_path):
+    path = str(tmp_path / "f.json")
+    with locked(path, 1):
+        with pytest.raises(FileError):
+            with locked(path, 0.1):
+                pass
+
+
+def test_lock_is_released_when_the_block_raises(tmp_path):
+    path = str(tmp_path / "f.json")
+    with pytest.raises(RuntimeError):
+        with locked(path, 1):
+            raise RuntimeError("boom")
+    with locked(path, 0.1):
+        pass
+
+
+def test_lock_file_sits_beside_the_target_and_the_target_is_not_created(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    with locked(str(path), 1):
+        lock_file = tmp_path / ".ssh_workspaces.json.lock"
+        assert lock_file.exists()
+        assert _mode(lock_file) == 0o600
+        assert not path.exists()
+
+
+def test_lock_in_a_missing_folder_is_a_file_error(tmp_path):
+    with pytest.raises(FileError):
+        with locked(str(tmp_path / "missing" / "f.json"), 0.1):
+            pass
+
+
+# ---------------------------------------------------------------- ensure_folder
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_ensure_folder_creates_0700_and_returns_it(tmp_path, umask):
+    path = tmp_path / "home" / ".cmdop" / "ssh_workspaces.json"
+    created = _with_umask(umask, ensure_folder, str(path))
+    assert created == str(tmp_path / "home" / ".cmdop")
+    assert os.path.isdir(created)
+    assert _mode(created) == 0o700
+    assert not path.exists()
+    assert ensure_folder(str(path)) is None
+
+
+def test_ensure_folder_mode_does_not_depend_on_the_umask(tmp_path):
+    # A umask that takes the owner's own write bit away: the folder must still be 0700.
+    created = _with_umask(0o277, ensure_folder, str(tmp_path / ".cmdop" / "ssh_workspaces.json"))
+    assert created == str(tmp_path / ".cmdop")
+    assert _mode(created) == 0o700
+
+
+def test_ensure_folder_leaves_an_existing_folder_alone(tmp_path):
+    folder = tmp_path / ".cmdop"
+    folder.mkdir()
+    os.chmod(str(folder), 0o755)
+    assert ensure_folder(str(folder / "ssh_workspaces.json")) is None
+    assert _mode(folder) == 0o755
+
+
+def test_ensure_folder_returns_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(str(tmp_path))
+    created = ensure_folder(os.path.join("sub", "f.json"))
+    assert created == str(tmp_path / "sub")
+    assert os.path.isabs(created)
+
+
+def test_ensure_folder_over_a_file_is_a_file_error(tmp_path):
+    (tmp_path / ".cmdop").write_bytes(b"not a folder")
+    with pytest.raises(FileError) as info:
+        ensure_folder(str(tmp_path / ".cmdop" / "ssh_workspaces.json"))
+    assert ".cmdop" in str(info.value)
+
+
+# ---------------------------------------------------------------- read_text
+
+
+def test_read_text_of_a_missing_file_is_none(tmp_path):
+    assert read_text(str(tmp_path / "nope.json")) is None
+
+
+def test_read_text_returns_the_text_as_is(tmp_path):
+    path = tmp_path / "f.json"
+    text = '{"name": "Équipe 東京"}\r\n\n'
+    path.write_bytes(text.encode("utf-8"))
+    assert read_text(str(path)) == text
+    (tmp_path / "empty").write_bytes(b"")
+    assert read_text(str(tmp_path / "empty")) == ""
+
+
+def test_read_text_of_non_utf8_is_a_file_error(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    path.write_bytes(b'{"api_key": "cmdop_live_latin1_\xe9\xff"}')
+    with pytest.raises(FileError) as info:
+        read_text(str(path))
+    assert str(path) in str(info.value)
+    assert "UTF-8" in str(info.value)
+    assert "cmdop_live" not in str(info.value)
+
+
+def test_read_text_of_a_folder_is_a_file_error(tmp_path):
+    with pytest.raises(FileError) as info:
+        read_text(str(tmp_path))
+    assert str(tmp_path) in str(info.value)
