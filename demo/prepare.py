@@ -26,9 +26,9 @@ def admin(url: str, method: str, path: str, body: dict | None = None) -> object:
     return response.json() if response.content else None
 
 
-def fleet_id(url: str, slug: str) -> str:
+def fleet(url: str, slug: str) -> dict:
     state = admin(url, "GET", "state")
-    return next(fleet["id"] for fleet in state["fleets"] if fleet["slug"] == slug)
+    return next(item for item in state["fleets"] if item["slug"] == slug)
 
 
 def write_json(path: str, data: dict) -> None:
@@ -39,6 +39,8 @@ def write_json(path: str, data: dict) -> None:
 
 def login(url: str, cmdop_dir: str) -> None:
     token = admin(url, "POST", "tokens", {"user": USER, "expires_in": 3600})
+    # A fleet alice is not a member of but holds an API key for: API-key-only, local by design.
+    shared_key = fleet(url, "bob-personal")["api_keys"][0]
     token["expires_at"] = time.time() + token["expires_in"]
     write_json(os.path.join(cmdop_dir, "token_prod.json"), token)
     write_json(
@@ -46,7 +48,7 @@ def login(url: str, cmdop_dir: str) -> None:
         {
             "active": "home-lab",
             "workspaces": [
-                {"name": "home-lab", "api_key": "cmdop_live_demo_local_only_key_0123456789", "server": ""},
+                {"name": "home-lab", "api_key": shared_key, "server": ""},
             ],
         },
     )
@@ -54,8 +56,8 @@ def login(url: str, cmdop_dir: str) -> None:
 
 
 def server_changes(url: str) -> None:
-    admin(url, "PATCH", "fleets/" + fleet_id(url, "team-a"), {"name": "Team A (platform)"})
-    admin(url, "DELETE", "members", {"fleet": fleet_id(url, "staging"), "user": USER})
+    admin(url, "PATCH", "fleets/" + fleet(url, "team-a")["id"], {"name": "Team A (platform)"})
+    admin(url, "DELETE", "members", {"fleet": fleet(url, "staging")["id"], "user": USER})
     print("renamed Team A to 'Team A (platform)'; removed alice from Staging")
 
 

@@ -13,6 +13,7 @@ section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 section "Setting up (scripts/bootstrap.sh)"
 scripts/bootstrap.sh
 PY="$root/.venv/bin/python"
+export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH
 ANSIBLE_COLLECTIONS_PATH=$(scripts/collection-layout.sh)
 export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}

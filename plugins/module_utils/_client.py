@@ -57,7 +57,12 @@ try:
     from requests_oauthlib import OAuth2Session
 except ImportError:
     OAuth2Session = None
-    OAuth2Error = Exception
+
+    class OAuth2Error(Exception):  # type: ignore[no-redef]
+        """Stands in for oauthlib's error class when oauthlib is missing."""
+
+        error = ""
+
     REQUESTS_OAUTHLIB_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
 else:
     REQUESTS_OAUTHLIB_IMPORT_ERROR = None

@@ -15,8 +15,9 @@ description:
   - "Read-only. Run it once on the controller (C(delegate_to: localhost), C(run_once: true)) and pass RV(fleets)
     to O(cmdop.fleet.sync#module:fleets) so that syncing many hosts takes one API call."
 author:
-  - cmdop.fleet maintainers
+  - cmdop.fleet maintainers (@cmdop)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - cmdop.fleet.api
 attributes:
   check_mode:
@@ -26,6 +27,7 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 options:
   machines:
@@ -110,9 +112,8 @@ def main() -> None:
     with failing_clearly(module, "fleet_info", result):
         credential = resolve_credential(module)
         if credential is None:
-            module.fail_json(
-                msg="fleet_info: no OAuth credential (token, CMDOP_TOKEN or token file): fleet enumeration requires OAuth; %s" % login_hint(module.params["mode"])
-            )
+            module.fail_json(msg="fleet_info: no OAuth credential (token, CMDOP_TOKEN or token file): fleet enumeration requires OAuth; %s"
+                             % login_hint(module.params["mode"]))
         client = make_client(module)
         try:
             result["fleets"] = client.list_fleets(credential)

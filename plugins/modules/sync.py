@@ -34,8 +34,9 @@ description:
     429 and 5xx after retries, timeouts, a full disk."
   - No secret (access token, refresh token, API key) appears in the result, the diff, a warning or C(-vvvv) output.
 author:
-  - cmdop.fleet maintainers
+  - cmdop.fleet maintainers (@cmdop)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - cmdop.fleet.api
   - ansible.builtin.files
 attributes:
@@ -49,6 +50,7 @@ attributes:
     details:
       - The before and after text of the fleet file, every API key replaced by C(********).
   platform:
+    support: full
     platforms: posix
 options:
   path:

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs `ansible-test sanity` on this collection, with no ignore file
+# (tests/sanity/ignore-*.txt must not exist).
+#
+#   scripts/sanity.sh [extra ansible-test args, e.g. --test pep8]
+#
+# How and why:
+# - ansible-test needs its content root at .../ansible_collections/cmdop/fleet.
+#   A symlink (scripts/collection-layout.sh) is not enough for --venv: the
+#   delegated ansible-test run inside the venv takes its content root from
+#   os.getcwd(), which resolves symlinks. So this script copies the files
+#   ansible-test would lint in the checkout -- `git ls-files --cached --others
+#   --exclude-standard`, i.e. tracked AND untracked-but-not-ignored files, the
+#   same list ansible-test's git source provider uses -- into a real directory
+#   ${TMPDIR:-/tmp}/cmdop-sanity.XXXXXX/ansible_collections/cmdop/fleet (one
+#   per run, deleted afterwards), and runs ansible-test there with
+#   ANSIBLE_TEST_CONTENT_ROOT set. Modes and symlinks are preserved.
+#   Paths ignored by .gitignore (.venv/, build/, tests/output/) are not linted.
+# - --venv --python X.Y --requirements: the controller runs in a fresh
+#   virtualenv, each sanity test in its own cached virtualenv under
+#   ~/.ansible/test/venv, requirements from the package registry. The get-pip
+#   download ansible-test would do is replaced by the offline shim
+#   scripts/bootstrap.sh installs in ~/.ansible/test/cache.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd -P)
+cd "$root"
+VENV=${VENV:-$root/.venv}
+SANITY_PYTHON=${SANITY_PYTHON:-$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')}
+
+shopt -s nullglob
+ignores=(tests/sanity/ignore-*.txt)
+if [ ${#ignores[@]} -gt 0 ]; then
+  echo "sanity: ignore files are not allowed: ${ignores[*]}" >&2
+  exit 1
+fi
+
+# One copy per run (other people may run this in the same checkout at the
+# same time), removed when the run ends. A short path outside the checkout:
+# ansible-test creates virtualenvs under <content root>/tests/output, and
+# entry-point shebangs must stay under Linux's 127-character limit.
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/cmdop-sanity.XXXXXX")
+trap 'rm -rf "$run_dir"' EXIT
+content_root="$run_dir/ansible_collections/cmdop/fleet"
+mkdir -p "$content_root"
+
+list_files() {
+  if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$root" ls-files -z --cached --others --exclude-standard
+  else
+    find . \( -path ./.git -o -path ./.venv -o -path ./build -o -path ./tests/output \
+              -o -name __pycache__ -o -name .pytest_cache \) -prune -o \( -type f -o -type l \) -printf '%P\0'
+  fi
+}
+# skip files deleted from the work tree but still in the index
+list_files | while IFS= read -r -d '' f; do
+  if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+done | tar --null -T - -cf - | tar -xpf - -C "$content_root"
+echo "sanity: $(find "$content_root" -type f | wc -l) files copied to $content_root"
+
+export ANSIBLE_TEST_CONTENT_ROOT="$content_root"
+export PATH="$VENV/bin:$PATH"
+cd "$content_root"
+"$VENV/bin/ansible-test" sanity --venv --python "$SANITY_PYTHON" --requirements --color no "$@"
