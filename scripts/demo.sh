@@ -69,14 +69,12 @@ run
 section "The fleet file now (API keys redacted)"
 "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); [e.update(api_key="********") for e in d["workspaces"] if e.get("api_key")]; print(json.dumps(d, indent=2))' \
   "$work/home/.cmdop/ssh_workspaces.json"
-if [ -f plugins/inventory/cmdop.py ]; then
-  section "The fleets as an Ansible inventory (cmdop.fleet.cmdop)"
-  cat > "$work/fleets.cmdop.yml" <<YAML
-plugin: cmdop.fleet.cmdop
-path: $work/home/.cmdop/ssh_workspaces.json
-token_file: $work/home/.cmdop/token_prod.json
-api_url: $url
-YAML
-  ansible-inventory -i "$work/fleets.cmdop.yml" --graph
-fi
+section "The fleets as an Ansible inventory: the fleet_inventory role writes the source, cmdop.fleet.cmdop reads it"
+ansible-playbook demo/write-inventory.yml \
+  -e "cmdop_inventory_file=$work/fleets.cmdop.yml" \
+  -e "cmdop_inventory_path=$work/home/.cmdop/ssh_workspaces.json" \
+  -e "cmdop_inventory_token_file=$work/home/.cmdop/token_prod.json" \
+  -e "cmdop_inventory_api_url=$url"
+cat "$work/fleets.cmdop.yml"
+ansible-inventory -i "$work/fleets.cmdop.yml" --graph
 section "Demo done"
