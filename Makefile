@@ -1,13 +1,17 @@
 # Two entry points, both from a fresh clone (as root on Debian, or with sudo-less root in CI):
 #   make demo   bootstrap, then the demo (scripts/demo.sh)
 #   make test   bootstrap, ansible-test sanity, pytest tests/unit tests/e2e (scripts/test.sh)
-.PHONY: demo test bootstrap sanity pytest clean
+.PHONY: demo test bench bootstrap sanity pytest clean
 
 demo: bootstrap
 	scripts/demo.sh
 
 test:
 	scripts/test.sh
+
+# Benchmarks print ratios against baselines measured in the same run; not part of make test.
+bench: bootstrap
+	.venv/bin/python tests/benchmarks/bench_inventory.py
 
 bootstrap:
 	scripts/bootstrap.sh

@@ -226,15 +226,19 @@ class CmdopClient:
         except SchemaError as exc:
             raise ResponseError(str(exc)) from None
 
-    def list_machines(self, credential: Credential, page_size: int = DEFAULT_PAGE_SIZE) -> t.List[dict]:
-        """Every machine the credential can see, all pages; pages after the first are fetched concurrently."""
+    def list_machines(self, credential: Credential, page_size: int = DEFAULT_PAGE_SIZE, max_workers: t.Optional[int] = None) -> t.List[dict]:
+        """Every machine the credential can see, all pages; pages after the first are fetched concurrently.
+
+        ``max_workers`` bounds this listing's concurrent requests (default: the client's bound); a caller that runs
+        several listings at once divides the client's bound between them.
+        """
         first = self._machines_page(credential, 1, page_size)
         pages = first["pages"]
         if pages > MAX_PAGES:
             raise ResponseError("the server's machine list claims %d pages, more than the %d this client reads" % (pages, MAX_PAGES))
         results = list(first["results"])
         if pages > 1:
-            with ThreadPoolExecutor(max_workers=min(self.max_workers, pages - 1)) as pool:
+            with ThreadPoolExecutor(max_workers=max(1, min(max_workers or self.max_workers, pages - 1))) as pool:
                 for page in pool.map(lambda number: self._machines_page(credential, number, page_size), range(2, pages + 1)):
                     results.extend(page["results"])
         machines = list({machine["id"]: machine for machine in results}.values())

@@ -1,0 +1,661 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cmdop.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: cmdop
+short_description: CMDOP fleets as Ansible groups, their machines as hosts
+version_added: 0.1.0
+author:
+  - cmdop.fleet maintainers (@cmdop)
+description:
+  - Reads the CMDOP fleets synced into C(~/.cmdop/ssh_workspaces.json) on the controller (or the user's fleets from the API),
+    lists each fleet's machines, and makes each fleet a group and each machine a host.
+  - Uses a YAML configuration file whose name ends in C(cmdop.yml) or C(cmdop.yaml).
+  - "Groups: V(cmdop) holds every host. Each fleet is a group named O(group_prefix) plus the fleet's local name, with every character
+    Ansible does not allow in a group name replaced by C(_) (V(fleet_team_a) for V(team-a)). Its group variables are C(cmdop_fleet_id)
+    (the server's id of the fleet, empty for an API-key-only fleet), C(cmdop_fleet_name) (the local name) and C(cmdop_fleet_remote_name)
+    (the server's name), plus C(cmdop_fleet_inactive) from the file or C(cmdop_fleet_slug), C(cmdop_fleet_type), C(cmdop_fleet_plan) from the API.
+    When two fleets' group names come out the same, the later fleet (in file order) gets C(_2), C(_3)... and a warning says so."
+  - "Membership: a fleet listed with its own C(api_key) holds every machine that key lists. A fleet listed with the OAuth token holds the machines
+    whose C(workspace) is the fleet's C(remote_id). A machine (by id) that several fleets hold is one host in each of their groups."
+  - "Hosts: one per machine, named by the first usable value in O(hostnames), then the machine's id. A usable name is made of letters, digits,
+    C(_), C(.), C(@) and C(-) (other values, such as C(Alice's MacBook), are skipped). Duplicates never replace a host: machines are taken in
+    the order of their ids; when several prefer the same name the first keeps it, and each later one takes its next preference that is no
+    machine's preferred name and still free, finally its id; a warning lists every such machine."
+  - "Host variables: every field of the machine under O(hostvar_prefix) (V(cmdop_id), V(cmdop_workspace), V(cmdop_name), V(cmdop_status),
+    V(cmdop_os), V(cmdop_public_ip), V(cmdop_local_ips)...), plus C(cmdop_fleet) (the local name of the machine's own fleet, the one
+    its C(workspace) names, else its first fleet) and C(cmdop_fleets) (the local names of all its fleets). Values from the API are
+    data, never templates: a C({{ }}) in a machine's name stays text."
+  - "Errors: when a fleet's machines cannot be listed (its key is refused, the server fails after retries, the answer has the wrong shape),
+    the inventory fails with the fleet's name and the reason, and makes no hosts at all, unless O(on_error=warn). No message holds a token
+    or an API key. ansible-core turns a failed inventory source into a warning and an empty inventory unless
+    C(ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED=true) (or C(any_unparsed_is_failed = true) in the C([inventory]) section of C(ansible.cfg));
+    set it so that a run stops instead."
+  - "Cache: with O(cache=true) only what the API answered (machine listings, and the fleet list with O(fleets_from=api)) is cached,
+    never a token or a key. The cache key covers the inventory file, the API URL, the mode, O(fleets_from) and a one-way fingerprint of
+    every credential used (the account's user id for a token file), so two accounts never share an entry and a new API key is a cache miss."
+extends_documentation_fragment:
+  - ansible.builtin.constructed
+  - ansible.builtin.inventory_cache
+  - cmdop.fleet.api
+options:
+  plugin:
+    description:
+      - The name of this plugin. It must always be V(cmdop.fleet.cmdop) for this plugin to read the file.
+    type: str
+    required: true
+    choices: [cmdop.fleet.cmdop]
+  fleets_from:
+    description:
+      - Where the list of fleets comes from.
+      - V(file) reads the fleet file O(path) on the controller, as C(cmdop login) or M(cmdop.fleet.sync) wrote it. Each fleet with an
+        C(api_key) is listed with its key; fleets without one are listed with the OAuth token (one listing for all of them).
+      - V(api) lists the user's fleets with the OAuth token (O(token), E(CMDOP_TOKEN) or O(token_file)) and their machines with the same
+        token. Group names are then made from the server's slug or name, as M(cmdop.fleet.sync) names new fleets.
+      - With either, when there is no fleet file (V(file)) or no OAuth token (V(api)), an O(api_key) alone gives that key's single fleet.
+    type: str
+    choices: [file, api]
+    default: file
+  path:
+    description:
+      - The fleet file on the controller, with O(fleets_from=file).
+    type: path
+    default: ~/.cmdop/ssh_workspaces.json
+  mode:
+    description:
+      - The CMDOP server the fleets belong to, as C(cmdop) (V(prod)) or C(cmdop --dev) (V(dev)) uses it.
+      - Selects the default O(api_url) and O(token_file).
+      - With O(fleets_from=file) only the file's entries of this mode are shown (C(server) empty or V(https://api.cmdop.com) for V(prod),
+        V(https://dev.cmdop.com) for V(dev)), and entries whose C(server) is the O(api_url) in use.
+    type: str
+    choices: [prod, dev]
+    default: prod
+  api_url:
+    description:
+      - Base URL of the CMDOP API. Defaults to V(https://api.cmdop.com) for O(mode=prod) and V(https://dev.cmdop.com) for O(mode=dev).
+      - Credentials are only sent over HTTPS; plain V(http://) is accepted for V(localhost) and loopback addresses only.
+    type: str
+    env:
+      - name: CMDOP_API_URL
+  token:
+    description:
+      - An OAuth access token, for example from a vault or a lookup. It is not refreshed.
+      - It may be a Jinja template; it is templated only when it is one.
+      - Defaults to O(token_file).
+    type: str
+    env:
+      - name: CMDOP_TOKEN
+  token_file:
+    description:
+      - The OAuth token file written by C(cmdop login), on the controller, used when O(token) is not set.
+      - Defaults to C(~/.cmdop/token_prod.json) or C(~/.cmdop/token_dev.json) according to O(mode).
+      - When its access token has expired, or the server refuses it, and it holds a refresh token, the token is refreshed and the new token
+        pair written back to this file atomically with mode C(0600) (CMDOP's refresh tokens rotate).
+    type: path
+  api_key:
+    description:
+      - A fleet API key, used only when there is nothing else to list fleets with (see O(fleets_from)); it gives that key's single fleet.
+      - It may be a Jinja template; it is templated only when it is one.
+      - The fleets of the fleet file are always listed with their own C(api_key).
+    type: str
+    env:
+      - name: CMDOP_API_KEY
+  include_inactive:
+    description:
+      - Whether fleets marked C(inactive) in the fleet file (fleets the user has left) are shown.
+    type: bool
+    default: false
+  group_prefix:
+    description:
+      - Put before each fleet's local name to make its group's name.
+    type: str
+    default: fleet_
+  hostnames:
+    description:
+      - The machine fields to name hosts by, in order of preference. The first usable one names the host; the machine's id is always the last resort.
+      - V(local_ip) is the first of the machine's C(local_ips).
+    type: list
+    elements: str
+    choices: [name, hostname, id, public_ip, local_ip]
+    default: [name, hostname, id]
+  hostvar_prefix:
+    description:
+      - Put before each machine field to make its host variable, and before C(fleet_id), C(fleet_name)... to make the group variables.
+    type: str
+    default: cmdop_
+  connect_with:
+    description:
+      - Which machine field becomes C(ansible_host). V(local_ip) is the first of C(local_ips). V(none) sets no C(ansible_host).
+      - A host whose machine has no such value gets no C(ansible_host), and a warning names it.
+    type: str
+    choices: [public_ip, local_ip, hostname, none]
+    default: none
+  filters:
+    description:
+      - Which machines become hosts. Filters see the host variables (C(cmdop_os), C(cmdop_fleets)...), not the O(compose) ones.
+      - A machine is kept when it passes O(filters.online_only), at least one O(filters.include) condition is true (or there is none),
+        and no O(filters.exclude) condition is true. A condition that cannot be evaluated fails the inventory.
+    type: dict
+    default: {}
+    suboptions:
+      online_only:
+        description:
+          - Keep only machines that are online (C(is_online), else C(status) V(online)).
+        type: bool
+        default: false
+      include:
+        description:
+          - Jinja2 conditions; a machine is kept only if at least one is true.
+        type: list
+        elements: str
+        default: []
+      exclude:
+        description:
+          - Jinja2 conditions; a machine is left out if any is true.
+        type: list
+        elements: str
+        default: []
+  on_error:
+    description:
+      - What to do when a fleet's machines cannot be listed.
+      - V(fail) fails the whole inventory with every such fleet's name and the reason, and makes no hosts.
+      - V(warn) leaves those fleets out with a warning each and shows the others. If no fleet at all could be listed, it fails anyway.
+      - Errors that concern no single fleet (no fleet file, a corrupt fleet file, the fleet list with O(fleets_from=api)) always fail.
+    type: str
+    choices: [fail, warn]
+    default: fail
+  page_size:
+    description:
+      - How many machines to ask for per page. Every page is read, to the last.
+    type: int
+    default: 200
+  max_workers:
+    description:
+      - How many fleets' listings are read at once, and how many pages of one listing are read at once after its first page.
+    type: int
+    default: 8
+notes:
+  - The controller needs the Python libraries C(requests), C(requests-oauthlib) and C(jsonschema).
+  - Retries (O(retries)) back off exponentially on connection errors, HTTP 429 and 5xx, honouring C(Retry-After) (up to 60 seconds a wait).
+  - Each credential is used for one listing of all pages, not one call per machine; listings of different credentials run concurrently.
+seealso:
+  - module: cmdop.fleet.sync
+"""
+
+EXAMPLES = r"""
+# fleets.cmdop.yml: every fleet synced into ~/.cmdop/ssh_workspaces.json, as groups fleet_<name>
+plugin: cmdop.fleet.cmdop
+
+# ---
+# fleets.cmdop.yml: the dev server's fleets, online Linux machines only, reached by their public IP,
+# with groups by OS and a cache shared by runs for 10 minutes.
+plugin: cmdop.fleet.cmdop
+mode: dev
+include_inactive: false
+hostnames: [name, hostname]
+connect_with: public_ip
+filters:
+  online_only: true
+  include:
+    - cmdop_os == 'linux'
+  exclude:
+    - cmdop_name is match('tmp-')
+compose:
+  ansible_user: cmdop_username
+keyed_groups:
+  - key: cmdop_os
+    prefix: os
+groups:
+  big: cmdop_cpu_count >= 16
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/cmdop-inventory
+cache_timeout: 600
+
+# ---
+# api.cmdop.yml: the user's fleets straight from the API, with a token from a vault
+plugin: cmdop.fleet.cmdop
+fleets_from: api
+token: "{{ lookup('ansible.builtin.env', 'MY_CMDOP_TOKEN') }}"
+on_error: warn
+"""
+
+import os
+import typing as t
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.errors import AnsibleError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.display import Display
+from ansible.utils.unsafe_proxy import wrap_var
+
+from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file, _token
+from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
+    API_KEY,
+    OAUTH,
+    CmdopClient,
+    CmdopError,
+    Credential,
+    UnauthorizedError,
+    scrub,
+)
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, read_text
+from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
+    CONNECT_WITH,
+    HOSTNAME_SOURCES,
+    TOP_GROUP,
+    FleetSpec,
+    Layout,
+    cache_suffix,
+    fingerprint,
+    layout,
+)
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, MODE_URLS, default_token_file, entry_scope, normalize_url
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import local_name
+from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError
+
+display = Display()
+
+CACHE_VERSION = 1
+SHOWN = 10  # at most this many names in one warning
+
+
+class _Plan:
+    """What to list: the listings (one per credential) and the fleets known before listing."""
+
+    def __init__(self) -> None:
+        self.fleets: t.List[FleetSpec] = []
+        self.order: t.List[str] = []  # local names of the fleets in scope, in file order
+        self.credentials: t.Dict[str, Credential] = {}  # listing label -> credential
+        self.unlistable: t.Dict[str, str] = {}  # local fleet name -> why nothing can list it
+        self.fleet_list: t.Optional[Credential] = None  # fleets_from=api: the OAuth credential that lists the fleets
+        self.single_key: t.Optional[str] = None  # api_key alone: the label of its listing
+
+    def use(self, label: str, credential: Credential) -> None:
+        self.credentials.setdefault(label, credential)  # one listing per credential, however many fleets it serves
+
+
+def make_unsafe(value: t.Any) -> t.Any:
+    """API data as data, on every ansible-core: any text that could be a template is marked unsafe (untrusted on 2.19+).
+
+    Text without a ``{`` cannot start a template, so it is left as it is: the
+    marking is cheap for thousands of hosts.
+    """
+    if isinstance(value, str):
+        return wrap_var(value) if "{" in value else value
+    if isinstance(value, Mapping):
+        return {make_unsafe(key): make_unsafe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return type(value)(make_unsafe(item) for item in value)
+    return value
+
+
+def _server_fleet_variables(fleet: dict) -> dict:
+    return {"fleet_slug": fleet.get("slug"), "fleet_type": fleet.get("type"), "fleet_plan": fleet.get("plan")}
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    NAME = "cmdop.fleet.cmdop"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: t.List[str] = []
+        self._oauth: t.Optional[t.Tuple[Credential, str]] = None
+        self._oauth_loaded = False
+
+    def verify_file(self, path: str) -> bool:
+        return super().verify_file(path) and path.endswith(("cmdop.yml", "cmdop.yaml"))
+
+    def parse(self, inventory: t.Any, loader: t.Any, path: str, cache: bool = True) -> None:
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        self.load_cache_plugin()
+        self._secrets, self._oauth, self._oauth_loaded = [], None, False
+        try:
+            self._check_options()
+            plan = self._plan()
+            payload = self._payload(plan, path, cache)
+            result = self._layout(plan, payload)
+        except (CmdopError, _fleet_file.FleetFileError, TokenFileError, FileError) as exc:
+            raise AnsibleError("cmdop: %s" % self._scrub(exc)) from None
+        self._populate(result)
+
+    # ---- options -------------------------------------------------------------
+
+    def _check_options(self) -> None:
+        wrong = [name for name in self.get_option("hostnames") if name not in HOSTNAME_SOURCES]
+        if wrong:
+            raise CmdopError("hostnames: %s not one of %s" % (", ".join(wrong), ", ".join(HOSTNAME_SOURCES)))
+        if self.get_option("connect_with") not in CONNECT_WITH:
+            raise CmdopError("connect_with must be one of %s" % ", ".join(CONNECT_WITH))
+        if not (self.get_option("hostvar_prefix") + "id").isidentifier():
+            raise CmdopError("hostvar_prefix must start a valid variable name (letters, digits and _, not first a digit)")
+        filters = self.get_option("filters") or {}
+        unknown = sorted(set(filters) - {"online_only", "include", "exclude"})
+        if unknown:
+            raise CmdopError("filters: unknown key %s (online_only, include, exclude)" % ", ".join(unknown))
+        for key in ("include", "exclude"):
+            if not isinstance(filters.get(key) or [], list):
+                raise CmdopError("filters.%s must be a list of conditions" % key)
+        if self.get_option("page_size") < 1 or self.get_option("max_workers") < 1:
+            raise CmdopError("page_size and max_workers must be at least 1")
+
+    def _api_url(self) -> str:
+        return self.get_option("api_url") or MODE_URLS[self.get_option("mode")]
+
+    def _secret_option(self, name: str) -> t.Optional[str]:
+        """A secret option's value; templated only when it is a template (a vault or lookup), never shown."""
+        value = self.get_option(name)
+        if value and isinstance(value, str) and self.templar.is_template(value):
+            value = self.templar.template(value)
+        if not value:
+            return None
+        value = str(value)
+        self._secrets.append(value)
+        return value
+
+    def _scrub(self, text: t.Any) -> str:
+        return scrub(text, sorted(set(self._secrets), key=len, reverse=True), limit=4000)
+
+    # ---- credentials ---------------------------------------------------------
+
+    def _oauth_credential(self) -> t.Optional[t.Tuple[Credential, str]]:
+        """The OAuth credential and its account label: O(token), else the token file, else None. Read once."""
+        if self._oauth_loaded:
+            return self._oauth
+        self._oauth_loaded = True
+        api_url = normalize_url(self._api_url())
+        token = self._secret_option("token")
+        if token:
+            self._oauth = (Credential(token, OAUTH), fingerprint("token", api_url, token))
+            return self._oauth
+        path = os.path.expanduser(self.get_option("token_file") or default_token_file(self.get_option("mode")))
+        data = _token.load(path)
+        if data is None:
+            return None
+        credential = Credential.from_token(data, save=lambda new: self._save_token(path, new))
+        self._secrets.extend(credential.secrets)
+        user = data.get("user_id")
+        account = fingerprint("user", api_url, str(user)) if user else fingerprint("token", api_url, credential.secret)
+        self._oauth = (credential, account)
+        return self._oauth
+
+    def _save_token(self, path: str, token: dict) -> None:
+        self._secrets.extend(Credential.from_token(token).secrets)
+        _token.save(path, token, move=os.replace)
+
+    def _key_credential(self, secret: str) -> t.Tuple[Credential, str]:
+        self._secrets.append(secret)
+        return Credential(secret, API_KEY), fingerprint("key", normalize_url(self._api_url()), secret)
+
+    # ---- the plan: which fleets, which listings ----------------------------------
+
+    def _plan(self) -> _Plan:
+        plan = _Plan()
+        if self.get_option("fleets_from") == "api":
+            oauth = self._oauth_credential()
+            if oauth is not None:
+                plan.fleet_list = oauth[0]
+                plan.credentials[oauth[1]] = oauth[0]
+                return plan
+            if not self._single_key(plan):
+                raise CmdopError(
+                    "fleets_from=api needs an OAuth token (token, CMDOP_TOKEN, or the token file %s) or an api_key (CMDOP_API_KEY); "
+                    "log in with cmdop login%s" % (self.get_option("token_file") or default_token_file(self.get_option("mode")), self._dev())
+                )
+            return plan
+        path = self.get_option("path")
+        text = read_text(path)
+        if text is None:
+            if not self._single_key(plan):
+                raise CmdopError(
+                    "there is no fleet file %s: sync it first (cmdop login, or the cmdop.fleet.sync module), "
+                    "or use fleets_from: api, or give an api_key (CMDOP_API_KEY)" % path
+                )
+            return plan
+        document = _fleet_file.parse(text, path)
+        self._secrets.extend(_fleet_file.secrets(document))
+        for entry in document.get("workspaces", []):
+            self._plan_entry(plan, entry)
+        return plan
+
+    def _single_key(self, plan: _Plan) -> bool:
+        secret = self._secret_option("api_key")
+        if not secret:
+            return False
+        credential, label = self._key_credential(secret)
+        plan.credentials[label] = credential
+        plan.single_key = label
+        return True
+
+    def _in_scope(self, entry: dict) -> bool:
+        server = entry.get("server") or ""
+        if entry_scope(server, self.get_option("mode")) == SCOPE_MODE:
+            return True
+        return bool(server) and normalize_url(server) == normalize_url(self._api_url())
+
+    def _plan_entry(self, plan: _Plan, entry: dict) -> None:
+        name = entry["name"]
+        if entry.get("inactive") and not self.get_option("include_inactive"):
+            display.vvv("cmdop: fleet %r is inactive: left out (include_inactive)" % name)
+            return
+        if not self._in_scope(entry):
+            display.vvv("cmdop: fleet %r belongs to another mode or server: left out" % name)
+            return
+        plan.order.append(name)
+        remote_id = entry.get("remote_id") or ""
+        variables = {
+            "fleet_id": remote_id,
+            "fleet_name": name,
+            "fleet_remote_name": entry.get("remote_name") or "",
+            "fleet_inactive": bool(entry.get("inactive")),
+        }
+        if entry.get("api_key"):
+            credential, label = self._key_credential(entry["api_key"])
+            plan.fleets.append(FleetSpec(name=name, source=label, remote_id=remote_id, variables=variables))
+            plan.use(label, credential)
+            return
+        if not remote_id:
+            plan.unlistable[name] = "it has neither an api_key nor a remote_id, so nothing can list its machines"
+            return
+        oauth = self._oauth_credential()
+        if oauth is None:
+            plan.unlistable[name] = "it has no api_key, and there is no OAuth token (token, CMDOP_TOKEN, or the token file %s) to list it with" % (
+                self.get_option("token_file") or default_token_file(self.get_option("mode"))
+            )
+            return
+        plan.fleets.append(FleetSpec(name=name, source=oauth[1], remote_id=remote_id, by_workspace=True, variables=variables))
+        plan.use(oauth[1], oauth[0])
+
+    def _dev(self) -> str:
+        return " --dev" if self.get_option("mode") == "dev" else ""
+
+    # ---- the payload: from the cache or the API ----------------------------------
+
+    def _payload(self, plan: _Plan, path: str, cache: bool) -> dict:
+        """What the API answered, as ``{"version", "fleets", "listings": {label: machines}, "failed": {label: reason}}``."""
+        if not plan.credentials:
+            return {"version": CACHE_VERSION, "fleets": None, "listings": {}, "failed": {}}
+        key = "%s_%s" % (
+            self.get_cache_key(path),
+            cache_suffix(normalize_url(self._api_url()), self.get_option("mode"), self.get_option("fleets_from"), plan.credentials),
+        )
+        use_cache = bool(self.get_option("cache"))
+        if use_cache and cache:
+            try:
+                cached = self._cache[key]
+            except KeyError:
+                cached = None
+            if self._complete(cached, plan):
+                display.vvv("cmdop: inventory from the cache")
+                return dict(cached, failed={})
+        payload = self._fetch(plan)
+        if use_cache and not payload["failed"]:
+            self._cache[key] = {name: value for name, value in payload.items() if name != "failed"}
+        return payload
+
+    @staticmethod
+    def _complete(cached: t.Any, plan: _Plan) -> bool:
+        if not isinstance(cached, dict) or cached.get("version") != CACHE_VERSION or not isinstance(cached.get("listings"), dict):
+            return False
+        if plan.fleet_list is not None and not isinstance(cached.get("fleets"), list):
+            return False
+        return all(isinstance(cached["listings"].get(label), list) for label in plan.credentials)
+
+    def _fetch(self, plan: _Plan) -> dict:
+        workers = self.get_option("max_workers")
+        client = CmdopClient(
+            self._api_url(),
+            timeout=self.get_option("timeout"),
+            validate_certs=self.get_option("validate_certs"),
+            retries=self.get_option("retries"),
+            max_workers=workers,
+        )
+        payload: dict = {"version": CACHE_VERSION, "fleets": None, "listings": {}, "failed": {}}
+        if plan.fleet_list is not None:
+            try:
+                payload["fleets"] = client.list_fleets(plan.fleet_list)
+            except CmdopError as exc:
+                raise CmdopError("cannot list the user's fleets: %s%s" % (exc, self._hint(exc, plan.fleet_list))) from None
+        page_size = self.get_option("page_size")
+        labels = sorted(plan.credentials)
+        outer = max(1, min(workers, len(labels)))
+        with ThreadPoolExecutor(max_workers=outer) as pool:
+            # The client's bound is shared: each concurrent listing reads its pages with its share of it.
+            futures = {label: pool.submit(client.list_machines, plan.credentials[label], page_size, max(1, workers // outer)) for label in labels}
+            for label, future in futures.items():
+                try:
+                    payload["listings"][label] = future.result()
+                except CmdopError as exc:
+                    payload["failed"][label] = "%s%s" % (exc, self._hint(exc, plan.credentials[label]))
+        return payload
+
+    def _hint(self, exc: Exception, credential: Credential) -> str:
+        if not isinstance(exc, UnauthorizedError):
+            return ""
+        if credential.kind == OAUTH:
+            return "; log in again with cmdop login%s (or give a fresh token)" % self._dev()
+        return "; the server refused the fleet's api_key (revoked?)"
+
+    # ---- hosts and groups -------------------------------------------------------
+
+    def _layout(self, plan: _Plan, payload: dict) -> Layout:
+        fleets = self._listed(plan, payload, self._fleets(plan, payload))
+        filters = self.get_option("filters") or {}
+        result = layout(
+            fleets,
+            payload["listings"],
+            sanitize=self._sanitize_group_name,
+            hostnames=self.get_option("hostnames"),
+            hostvar_prefix=self.get_option("hostvar_prefix"),
+            group_prefix=self.get_option("group_prefix"),
+            connect_with=self.get_option("connect_with"),
+            online_only=bool(filters.get("online_only")),
+            keep=self._keep if (filters.get("include") or filters.get("exclude")) else None,
+        )
+        self._report(result)
+        return result
+
+    def _listed(self, plan: _Plan, payload: dict, fleets: t.List[FleetSpec]) -> t.List[FleetSpec]:
+        """The fleets whose machines could be listed; the others fail the inventory, or with on_error=warn are left out."""
+        if plan.single_key in payload["failed"]:
+            raise CmdopError("cannot list the machines of the api_key's fleet: %s" % payload["failed"][plan.single_key])
+        failed = dict(plan.unlistable)
+        failed.update((fleet.name, payload["failed"][fleet.source]) for fleet in fleets if fleet.source in payload["failed"])
+        failed = {name: failed[name] for name in sorted(failed, key=lambda name: plan.order.index(name) if name in plan.order else len(plan.order))}
+        fleets = [fleet for fleet in fleets if fleet.name not in failed]
+        if failed and (self.get_option("on_error") == "fail" or not fleets):
+            raise CmdopError("cannot list the machines of %d fleet(s), so no inventory was made (on_error: warn shows the others): %s"
+                             % (len(failed), "; ".join("fleet %r: %s" % (name, reason) for name, reason in failed.items())))
+        for name, reason in failed.items():
+            display.warning("cmdop: fleet %r left out: %s" % (name, self._scrub(reason)))
+        if not fleets:
+            where = "the account" if self.get_option("fleets_from") == "api" else self.get_option("path")
+            display.warning("cmdop: there is no fleet to show (no %s fleet in %s)" % (self.get_option("mode"), where))
+        return fleets
+
+    def _fleets(self, plan: _Plan, payload: dict) -> t.List[FleetSpec]:
+        """The fleets to show: from the file (planned), the API's fleet list, or the single key's machines."""
+        if plan.fleet_list is not None:
+            label = next(iter(plan.credentials))
+            return self._named(payload["fleets"] or [], label, _server_fleet_variables)
+        if plan.single_key is not None:
+            seen: t.Dict[str, dict] = {}
+            for machine in sorted(payload["listings"].get(plan.single_key, []), key=lambda machine: machine["id"]):
+                seen.setdefault(machine["workspace"], {"id": machine["workspace"], "name": machine.get("workspace_name") or ""})
+            return self._named(list(seen.values()), plan.single_key, lambda fleet: {})
+        return plan.fleets
+
+    @staticmethod
+    def _named(server_fleets: t.List[dict], label: str, extra: t.Callable[[dict], dict]) -> t.List[FleetSpec]:
+        taken: t.Set[str] = set()
+        fleets = []
+        for fleet in sorted(server_fleets, key=lambda fleet: fleet["id"]):
+            name = local_name(fleet, taken)
+            taken.add(name)
+            variables = {"fleet_id": fleet["id"], "fleet_name": name, "fleet_remote_name": fleet.get("name") or ""}
+            variables.update(extra(fleet))
+            fleets.append(FleetSpec(name=name, source=label, remote_id=fleet["id"], by_workspace=True, variables=variables))
+        return fleets
+
+    def _keep(self, variables: t.Dict[str, t.Any]) -> bool:
+        filters = self.get_option("filters") or {}
+        self.templar.available_variables = make_unsafe(variables)
+        include = filters.get("include") or []
+        if include and not any(self._condition("include", index, condition) for index, condition in enumerate(include)):
+            return False
+        return not any(self._condition("exclude", index, condition) for index, condition in enumerate(filters.get("exclude") or []))
+
+    def _condition(self, kind: str, index: int, condition: str) -> bool:
+        try:
+            evaluate = getattr(self.templar, "evaluate_conditional", None)
+            if evaluate is not None:
+                return bool(evaluate(condition))
+            return self.templar.template("{%% if %s %%}True{%% else %%}False{%% endif %%}" % condition) == "True"  # ansible-core < 2.19
+        except Exception as exc:  # pylint: disable=broad-except  # any template error is the user's condition's
+            raise CmdopError("filters.%s[%d] (%s) cannot be evaluated: %s" % (kind, index, condition, exc)) from None
+
+    @staticmethod
+    def _report(result: Layout) -> None:
+        if result.renamed_groups:
+            display.warning(
+                "cmdop: fleets whose group name another fleet already has: %s"
+                % ", ".join("%r is %s (not %s)" % (item.what, item.got, item.wanted) for item in result.renamed_groups)
+            )
+        if result.renamed_hosts:
+            shown = ", ".join("machine %s is %r (not %r)" % (item.what, item.got, item.wanted) for item in result.renamed_hosts[:SHOWN])
+            more = " and %d more" % (len(result.renamed_hosts) - SHOWN) if len(result.renamed_hosts) > SHOWN else ""
+            display.warning("cmdop: %d machine(s) prefer a host name an earlier machine (by id) has: %s%s" % (len(result.renamed_hosts), shown, more))
+        if result.without_address:
+            shown = ", ".join(result.without_address[:SHOWN])
+            more = " and %d more" % (len(result.without_address) - SHOWN) if len(result.without_address) > SHOWN else ""
+            display.warning("cmdop: %d host(s) have no value for connect_with, so no ansible_host: %s%s" % (len(result.without_address), shown, more))
+
+    def _populate(self, result: Layout) -> None:
+        strict = self.get_option("strict")
+        compose = self.get_option("compose")
+        groups = self.get_option("groups")
+        keyed_groups = self.get_option("keyed_groups")
+        self.inventory.add_group(TOP_GROUP)
+        for group in result.groups:
+            self.inventory.add_group(group.name)
+            for name, value in group.variables.items():
+                self.inventory.set_variable(group.name, name, make_unsafe(value))
+        for host in result.hosts:
+            self.inventory.add_host(host.name, group=TOP_GROUP)
+            for group_name in host.groups:
+                self.inventory.add_host(host.name, group=group_name)
+            variables = make_unsafe(host.variables)
+            for name, value in variables.items():
+                self.inventory.set_variable(host.name, name, value)
+            if compose:
+                self._set_composite_vars(compose, self.inventory.get_host(host.name).get_vars(), host.name, strict=strict)
+            if groups:
+                self._add_host_to_composed_groups(groups, variables, host.name, strict=strict)
+            if keyed_groups:
+                self._add_host_to_keyed_groups(keyed_groups, variables, host.name, strict=strict)

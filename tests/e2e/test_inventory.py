@@ -1,0 +1,326 @@
+"""cmdop.fleet.cmdop end to end: the real ansible-inventory and ansible-playbook CLIs, the CMDOP emulator as the API,
+real sshd targets. Outputs are compared with the stored files in tests/e2e/inventory_expected/.
+
+To regenerate the stored files after an intended change: CMDOP_UPDATE_EXPECTED=1 pytest tests/e2e/test_inventory.py
+(and review the diff).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+import yaml
+
+EXPECTED = Path(__file__).resolve().parent / "inventory_expected"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "inventory.md"
+
+ALICE = "u-alice"
+TEAM_A = "0e000000-0000-4000-8000-00000000a001"
+LAB = "0e000000-0000-4000-8000-00000000b002"
+STAGING = "0e000000-0000-4000-8000-00000000c003"
+OLD = "0e000000-0000-4000-8000-00000000d004"
+KEY_A = "cmdop_live_e2e_team_a_key_1111111111111111"
+KEY_A_OPS = "cmdop_live_e2e_team_a_ops_key_22222222222222"
+KEY_C = "cmdop_live_e2e_staging_key_333333333333333"
+KEY_D = "cmdop_live_e2e_old_key_44444444444444444444"
+REVOKED = "cmdop_live_e2e_revoked_key_5555555555555555"
+TOKEN = "cmdop_e2e_alice_access_6666666666666666666666"
+REFRESH = "clitr_e2e_alice_refresh_77777777777777777777"
+SECRETS = (KEY_A, KEY_A_OPS, KEY_C, KEY_D, REVOKED, TOKEN, REFRESH)
+MACHINES_PATH = "/api/machines/machines/"
+
+
+def machine(fleet: str, number: int, name: str, **fields: t.Any) -> dict:
+    base = {"id": "m-%s-%02d" % (fleet[-4:], number), "workspace": fleet, "name": name, "hostname": "%s.example.net" % name,
+            "local_ips": ["10.%d.0.%d" % (int(fleet[-1]), number)], "last_seen": "2026-11-20T09:59:56Z"}
+    base.update(fields)
+    return base
+
+
+SEED = {
+    "users": [{"id": ALICE, "email": "alice@example.com"}],
+    "fleets": [
+        {"id": TEAM_A, "name": "Team A", "slug": "team-a", "type": "team", "plan": "pro", "members": [ALICE], "api_keys": [KEY_A, KEY_A_OPS]},
+        {"id": LAB, "name": "Lab", "slug": "lab", "type": "team", "plan": "free", "members": [ALICE], "api_keys": []},
+        {"id": STAGING, "name": "Staging", "slug": "staging", "members": [ALICE], "api_keys": [KEY_C]},
+        {"id": OLD, "name": "Old", "slug": "old", "members": [ALICE], "api_keys": [KEY_D]},
+    ],
+    "machines": (
+        [machine(TEAM_A, number, "web-%d" % number, public_ip="203.0.113.%d" % number) for number in range(1, 6)]
+        + [machine(TEAM_A, 6, "db-1", status="offline", is_online=False), machine(TEAM_A, 7, "{{ lookup('pipe', 'id') }}")]
+        + [machine(LAB, 1, "lab-pi", os="linux", architecture="arm64"), machine(LAB, 2, "lab-mac", os="macos"), machine(LAB, 3, "web-1")]
+        + [machine(STAGING, 1, "stg-1")]
+        + [machine(OLD, 1, "old-1")]
+    ),
+    "tokens": [{"access_token": TOKEN, "refresh_token": REFRESH, "user": ALICE, "expires_in": 36000}],
+}
+
+ENTRIES = {
+    "team-a": {"name": "team-a", "api_key": KEY_A, "server": "", "remote_id": TEAM_A, "remote_name": "Team A", "last_synced_at": "2026-11-20T10:00:00Z"},
+    "team-a-ops": {"name": "team-a-ops", "api_key": KEY_A_OPS, "server": "", "remote_id": TEAM_A, "remote_name": "Team A"},
+    "lab": {"name": "lab", "api_key": "", "server": "", "remote_id": LAB, "remote_name": "Lab", "last_synced_at": "2026-11-20T10:00:00Z"},
+    "staging": {"name": "staging", "api_key": KEY_C, "server": "", "remote_id": STAGING, "remote_name": "Staging", "inactive": True},
+    "old": {"name": "old", "api_key": REVOKED, "server": "", "remote_id": OLD, "remote_name": "Old"},
+    "dev-only": {"name": "dev-only", "api_key": KEY_D, "server": "https://dev.cmdop.com", "remote_id": OLD},
+}
+
+
+@pytest.fixture
+def emulator_seed() -> dict:
+    return SEED
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A HOME with the OAuth token file cmdop login leaves, and nothing else."""
+    folder = tmp_path / "home"
+    (folder / ".cmdop").mkdir(parents=True, mode=0o700)
+    token = {"access_token": TOKEN, "refresh_token": REFRESH, "token_type": "Bearer", "user_id": ALICE, "expires_at": time.time() + 36000}
+    (folder / ".cmdop" / "token_prod.json").write_text(json.dumps(token), encoding="utf-8")
+    os.chmod(folder / ".cmdop" / "token_prod.json", 0o600)
+    return folder
+
+
+class Inventory:
+    """Writes the fleet file and the inventory file, runs ansible-inventory, reads the emulator's request log."""
+
+    def __init__(self, emulator: t.Any, run_inventory: t.Callable, home: Path, folder: Path) -> None:
+        self.emulator = emulator
+        self.run_inventory = run_inventory
+        self.home = home
+        self.folder = folder
+
+    def fleets(self, *names: str) -> Path:
+        path = self.home / ".cmdop" / "ssh_workspaces.json"
+        path.write_text(json.dumps({"active": names[0] if names else "", "workspaces": [ENTRIES[name] for name in names]}, indent=2), encoding="utf-8")
+        os.chmod(path, 0o600)
+        return path
+
+    def config(self, name: str = "fleets.cmdop.yml", **options: t.Any) -> Path:
+        path = self.folder / name
+        path.write_text(yaml.safe_dump(dict({"plugin": "cmdop.fleet.cmdop"}, **options), sort_keys=False), encoding="utf-8")
+        return path
+
+    def env(self, **extra: t.Any) -> dict:
+        env = {"HOME": str(self.home), "CMDOP_API_URL": self.emulator.url, "CMDOP_TOKEN": None, "CMDOP_API_KEY": None,
+               "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
+        env.update(extra)
+        return env
+
+    def run(self, config: Path, *args: str, **env: t.Any) -> t.Any:
+        return self.run_inventory(["-i", str(config)] + list(args), env=self.env(**env))
+
+    def requests(self) -> t.List[dict]:
+        return [item for item in self.emulator.admin("GET", "requests") if item["path"].startswith("/api/")]
+
+    def clear(self) -> None:
+        self.emulator.admin("DELETE", "requests")
+
+
+@pytest.fixture
+def inv(emulator: t.Any, run_inventory: t.Callable, home: Path, tmp_path: Path) -> Inventory:
+    return Inventory(emulator, run_inventory, home, tmp_path)
+
+
+def plain(value: t.Any, unsafe: t.Optional[t.List[t.Any]] = None) -> t.Any:
+    """ansible-inventory's JSON without 2.19's {"__ansible_unsafe": ...} markers; the marked values go to ``unsafe``."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            if unsafe is not None:
+                unsafe.append(value["__ansible_unsafe"])
+            return value["__ansible_unsafe"]
+        return {key: plain(item, unsafe) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item, unsafe) for item in value]
+    return value
+
+
+def matches_expected(name: str, actual: t.Any) -> None:
+    path = EXPECTED / name
+    text = actual if isinstance(actual, str) else json.dumps(actual, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("CMDOP_UPDATE_EXPECTED"):
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), "%s is missing: run with CMDOP_UPDATE_EXPECTED=1 to write it" % path
+    assert text == path.read_text(encoding="utf-8"), "output differs from %s" % path
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def listing_counts(requests: t.List[dict]) -> t.Dict[str, t.List[int]]:
+    """Credential kind -> pages requested, sorted."""
+    counts: t.Dict[str, t.List[int]] = {}
+    for item in requests:
+        if item["path"] == MACHINES_PATH:
+            counts.setdefault(item["credential_kind"], []).append(int(item["query"]["page"]))
+    return {kind: sorted(pages) for kind, pages in counts.items()}
+
+
+# ---- the synced fleets as groups ------------------------------------------------------------
+
+
+def test_fleets_across_pages_as_groups(inv: Inventory) -> None:
+    """Several fleets over several pages, an inactive fleet left out, a machine in two fleets, a shared OAuth listing."""
+    inv.fleets("team-a", "team-a-ops", "lab", "staging", "dev-only")
+    config = inv.config(page_size=3, max_workers=4)
+    listed = inv.run(config, "--list")
+    assert listed.rc == 0, listed.describe()
+    unsafe: t.List[t.Any] = []
+    matches_expected("fleets.list.json", plain(listed.json(), unsafe))
+    # 2.19 shows untrusted strings marked: every API value is data, the "{{ lookup('pipe', 'id') }}" machine name included.
+    assert "{{ lookup('pipe', 'id') }}" in unsafe and "web-1.example.net" in unsafe
+    graph = inv.run(config, "--graph")
+    assert graph.rc == 0, graph.describe()
+    matches_expected("fleets.graph.txt", graph.stdout)
+    # Team A's two keys: 7 machines in 3 pages each; the token (for lab) sees all 12 of Alice's machines: 4 pages.
+    inv.clear()
+    inv.run(config, "--graph")
+    assert listing_counts(inv.requests()) == {"api_key": [1, 1, 2, 2, 3, 3], "oauth": [1, 2, 3, 4]}
+    assert_no_secret(listed.stdout, listed.stderr, graph.stdout, graph.stderr)
+
+
+def test_include_inactive(inv: Inventory) -> None:
+    inv.fleets("team-a", "lab", "staging")
+    graph = inv.run(inv.config(include_inactive=True), "--graph")
+    assert graph.rc == 0, graph.describe()
+    matches_expected("include_inactive.graph.txt", graph.stdout)
+
+
+def test_a_refused_key_fails_the_inventory_with_the_fleet_name(inv: Inventory) -> None:
+    inv.fleets("team-a", "team-a-ops", "lab", "old")
+    result = inv.run(inv.config(), "--list", "-vvvv")
+    assert result.rc != 0, result.describe()
+    assert "fleet 'old': " in result.stderr and "401 Unauthorized" in result.stderr, result.describe()
+    assert "no inventory was made" in result.stderr
+    assert '"web-1"' not in result.stdout  # no partial inventory
+    assert_no_secret(result.stdout, result.stderr)
+
+
+def test_on_error_warn_shows_the_other_fleets(inv: Inventory) -> None:
+    inv.fleets("team-a", "team-a-ops", "lab", "old", "staging", "dev-only")
+    result = inv.run(inv.config(on_error="warn", page_size=3, max_workers=4), "--list")
+    assert result.rc == 0, result.describe()
+    assert "fleet 'old' left out: " in result.stderr
+    matches_expected("fleets.list.json", plain(result.json()))
+    assert_no_secret(result.stdout, result.stderr)
+
+
+def test_a_cache_hit_makes_no_request(inv: Inventory, tmp_path: Path) -> None:
+    inv.fleets("team-a", "team-a-ops", "lab", "staging", "dev-only")
+    config = inv.config(page_size=3, cache=True, cache_plugin="ansible.builtin.jsonfile", cache_connection=str(tmp_path / "cache"))
+    first = inv.run(config, "--list")
+    assert first.rc == 0, first.describe()
+    assert inv.requests()
+    inv.clear()
+    second = inv.run(config, "--list")
+    assert second.rc == 0, second.describe()
+    assert inv.requests() == []
+    assert second.json() == first.json()
+    matches_expected("fleets.list.json", plain(second.json()))
+    cached = "".join(path.read_text(encoding="utf-8") for path in (tmp_path / "cache").iterdir())
+    assert "web-1" in cached
+    assert_no_secret(cached, "".join(path.name for path in (tmp_path / "cache").iterdir()))
+    refreshed = inv.run(config, "--list", "--flush-cache")
+    assert refreshed.rc == 0 and inv.requests(), refreshed.describe()
+
+
+def test_429_then_success(inv: Inventory) -> None:
+    inv.fleets("team-a", "team-a-ops", "lab", "staging", "dev-only")
+    inv.emulator.admin("POST", "faults", {"path": MACHINES_PATH, "status": 429, "count": 2, "retry_after": 1})
+    started = time.monotonic()
+    result = inv.run(inv.config(page_size=3), "--list")
+    assert result.rc == 0, result.describe()
+    assert time.monotonic() - started >= 1.0
+    matches_expected("fleets.list.json", plain(result.json()))
+    statuses = [item["status"] for item in inv.requests() if item["path"] == MACHINES_PATH]
+    assert statuses.count(429) == 2 and statuses.count(200) == 10
+
+
+def test_server_errors_after_retries_fail_the_inventory(inv: Inventory) -> None:
+    inv.fleets("team-a", "lab")
+    inv.emulator.admin("POST", "faults", {"path": MACHINES_PATH, "status": 502, "count": 100})
+    result = inv.run(inv.config(retries=1), "--graph")
+    assert result.rc != 0, result.describe()
+    assert "answered 502" in result.stderr and "fleet 'team-a'" in result.stderr and "fleet 'lab'" in result.stderr
+
+
+# ---- from a fresh clone: sync, then the inventory -------------------------------------------------
+
+
+def test_synced_fleets_show_as_groups(inv: Inventory, run_playbook: t.Callable, home: Path) -> None:
+    """cmdop.fleet.sync writes ~/.cmdop/ssh_workspaces.json; the inventory's defaults read it and the token file."""
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{"name": "sync", "cmdop.fleet.sync": {"api_url": inv.emulator.url}}]}]
+    synced = run_playbook(play, None, env={"HOME": str(home), "CMDOP_TOKEN": None})
+    assert synced.rc == 0, synced.describe()
+    assert (home / ".cmdop" / "ssh_workspaces.json").exists()
+    graph = inv.run(inv.config(), "--graph")
+    assert graph.rc == 0, graph.describe()
+    matches_expected("synced.graph.txt", graph.stdout)
+
+
+# ---- a playbook limited to one fleet group, over real SSH -----------------------------------
+
+
+def test_a_playbook_limited_to_one_fleet_group(inv: Inventory, ssh_targets: t.Any, run_playbook: t.Callable) -> None:
+    """Machines whose hostname is the sshd of the test users: -l fleet_team_a reaches Team A's machine only."""
+    seed = json.loads(json.dumps(SEED))
+    seed["machines"] = [
+        machine(TEAM_A, 1, "t1", hostname="127.0.0.1", username="cmdop-t1"),
+        machine(LAB, 1, "t2", hostname="127.0.0.1", username="cmdop-t2"),
+    ]
+    inv.emulator.admin("POST", "reset", {"seed": seed})
+    inv.fleets("team-a", "lab")
+    config = inv.config(
+        connect_with="hostname",
+        compose={
+            "ansible_user": "cmdop_username",
+            "ansible_port": str(ssh_targets.port),
+            "ansible_ssh_private_key_file": repr(str(ssh_targets.private_key)),
+            "ansible_python_interpreter": "'/usr/bin/python3'",
+            "ansible_ssh_common_args": "'-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'",
+        },
+    )
+    play = [{"hosts": "cmdop", "gather_facts": False, "tasks": [{"name": "who", "ansible.builtin.command": "id -un", "changed_when": False}]}]
+    result = run_playbook(play, config, limit="fleet_team_a", env=inv.env())
+    assert result.rc == 0, result.describe()
+    assert set(result.stats) == {"t1"}
+    assert result.task("who", "t1")["stdout"] == "cmdop-t1"
+    both = run_playbook(play, config, env=inv.env())
+    assert both.rc == 0, both.describe()
+    assert {host: both.task("who", host)["stdout"] for host in both.stats} == {"t1": "cmdop-t1", "t2": "cmdop-t2"}
+
+
+# ---- documentation ----------------------------------------------------------------------------
+
+
+def test_ansible_doc_shows_a_complete_example(ansible_cli: t.Callable) -> None:
+    result = ansible_cli("ansible-doc", ["-t", "inventory", "cmdop.fleet.cmdop"])
+    assert result.rc == 0, result.describe()
+    for text in ("plugin: cmdop.fleet.cmdop", "fleets_from", "connect_with", "keyed_groups", "cache_plugin", "on_error"):
+        assert text in result.stdout
+    as_json = ansible_cli("ansible-doc", ["-t", "inventory", "--json", "cmdop.fleet.cmdop"])
+    assert as_json.rc == 0, as_json.describe()
+    doc = json.loads(as_json.stdout)["cmdop.fleet.cmdop"]
+    for example in yaml.safe_load_all(doc["examples"]):
+        assert example["plugin"] == "cmdop.fleet.cmdop"
+        assert set(example) <= set(doc["doc"]["options"]), set(example) - set(doc["doc"]["options"])
+
+
+def test_the_documented_example_runs(inv: Inventory) -> None:
+    """The complete example in docs/inventory.md, as a user would save it, against the emulator."""
+    text = DOCS.read_text(encoding="utf-8")
+    example = text.split("```yaml\n# fleets.cmdop.yml", 1)[1].split("```", 1)[0]
+    config = inv.folder / "fleets.cmdop.yml"
+    config.write_text("# fleets.cmdop.yml" + example, encoding="utf-8")
+    inv.fleets("team-a", "team-a-ops", "lab", "staging", "dev-only")
+    graph = inv.run(config, "--graph")
+    assert graph.rc == 0, graph.describe()
+    matches_expected("docs_example.graph.txt", graph.stdout)
