@@ -209,6 +209,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     login_hint,
     make_client,
     resolve_credential,
+    token_file,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import ensure_folder, locked, read_text, write_atomically
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
@@ -250,9 +251,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     fleets = fetch_fleets(module, result)
     if fleets is None:
-        reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % (
-            module.params["token_file"] or "~/.cmdop/token_%s.json" % module.params["mode"]
-        )
+        reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)
         if module.params["require_oauth"]:
             module.fail_json(msg="sync: %s; %s" % (reason, login_hint(module.params["mode"])), **result)
         module.exit_json(skipped=True, msg="skipped: %s (an API-key-only host)" % reason, **result)
@@ -272,7 +271,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
         changed = outcome.changed or before_text is None
         if changed and not check_mode:
             write_file(module, path, before_text, after_text, result)
-        if not check_mode and os.path.exists(path):
+        if os.path.exists(path):  # in check mode this only predicts
             changed = module.set_fs_attributes_if_different(file_attributes(module, path, before_text is None), changed)
 
     result.update(outcome.by_action())

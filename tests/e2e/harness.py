@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 from pathlib import Path
@@ -452,6 +453,7 @@ class AnsibleRunner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.bin = venv_bin()
         self._count = 0
+        self._lock = threading.Lock()  # tests may run playbooks from several threads at once
 
     def env(self, extra: dict[str, str | None] | None = None) -> dict[str, str]:
         """The environment for an ansible CLI; extra values override, None removes a variable."""
@@ -482,8 +484,9 @@ class AnsibleRunner:
         return env
 
     def _next(self, stem: str, suffix: str) -> Path:
-        self._count += 1
-        return self.workdir / ("%s-%d%s" % (stem, self._count, suffix))
+        with self._lock:
+            self._count += 1
+            return self.workdir / ("%s-%d%s" % (stem, self._count, suffix))
 
     def _callback_dir(self) -> Path:
         """A directory holding only harness.py (symlinked), for ANSIBLE_CALLBACK_PLUGINS.
@@ -493,9 +496,10 @@ class AnsibleRunner:
         """
         directory = self.workdir / "callback_plugins"
         link = directory / ("%s.py" % CALLBACK_NAME)
-        if not link.is_symlink():
-            directory.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path(__file__).resolve())
+        with self._lock:
+            if not link.is_symlink():
+                directory.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(Path(__file__).resolve())
         return directory
 
     def run(self, tool: str, args: t.Sequence[str | os.PathLike], env: dict[str, str | None] | None = None,

@@ -273,6 +273,9 @@ def test_backup_and_file_mode(emulator, targets, inventory, run_playbook, api):
     backup = Path(out["backup_file"])
     assert backup.read_text(encoding="utf-8") == original
     assert oct(fleet_path(targets, "t1").stat().st_mode & 0o777) == "0o644"  # an existing file keeps its mode
+    predicted = run_playbook(sync_play(dict(api, file_mode="0640"), hosts="t1"), inventory, check=True)
+    assert predicted.task("sync", "t1")["changed"] is True
+    assert oct(fleet_path(targets, "t1").stat().st_mode & 0o777) == "0o644"
     result = run_playbook(sync_play(dict(api, file_mode="0640"), hosts="t1"), inventory)
     assert result.task("sync", "t1")["changed"] is True
     assert oct(fleet_path(targets, "t1").stat().st_mode & 0o777) == "0o640"
