@@ -40,6 +40,8 @@ options:
   validate_certs:
     description:
       - Whether to check the server's TLS certificate.
+      - For a server whose certificate a private CA signed, keep this V(true) and give the CA bundle in the environment variable
+        E(REQUESTS_CA_BUNDLE) on the target (the task's C(environment)).
     type: bool
     default: true
   timeout:

@@ -567,7 +567,7 @@ class AnsibleRunner:
 class Emulator:
     """tests/emulator/cmdop_emulator.py running as a subprocess on a free port."""
 
-    LISTENING = re.compile(r"CMDOP emulator listening on (http://\S+)")
+    LISTENING = re.compile(r"CMDOP emulator listening on (https?://\S+)")
 
     def __init__(self, seed: str | os.PathLike | dict | None, workdir: Path, script: Path = EMULATOR_SCRIPT,
                  python: str = sys.executable, extra_args: t.Sequence[str] = ()) -> None:
@@ -577,6 +577,7 @@ class Emulator:
         self.extra_args = list(extra_args)
         self.seed = seed
         self.url = ""
+        self.verify: bool | str = True  # for admin calls: a CA file when the emulator serves HTTPS
         self.stdout_path = self.workdir / "emulator.stdout"
         self.stderr_path = self.workdir / "emulator.stderr"
         self._proc: subprocess.Popen | None = None
@@ -634,7 +635,7 @@ class Emulator:
         """
         if not path.startswith("/"):
             path = "/_admin/" + path
-        response = requests.request(method.upper(), self.url + path, json=json, timeout=30)
+        response = requests.request(method.upper(), self.url + path, json=json, timeout=30, verify=self.verify)
         if expect_ok:
             response.raise_for_status()
         if not response.content:

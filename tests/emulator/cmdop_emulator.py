@@ -27,6 +27,7 @@ import json
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -1179,17 +1180,23 @@ class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     poll_interval = 0.05  # how quickly serve_forever notices shutdown()
 
-    def __init__(self, host: str, port: int, seed: Json, verbose: bool = False) -> None:
+    def __init__(self, host: str, port: int, seed: Json, verbose: bool = False, tls: tuple[str, str] | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), EmulatorRequestHandler)
         self.verbose = verbose
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.app = Emulator(seed, self.base_url)
 
     @property
     def base_url(self) -> str:
-        """``http://host:port`` of the bound socket."""
+        """``http(s)://host:port`` of the bound socket."""
         host, port = self.server_address[:2]
-        return "http://%s:%d" % ("[%s]" % host if ":" in host else host, port)
+        return "%s://%s:%d" % (self.scheme, "[%s]" % host if ":" in host else host, port)
 
     def serve_forever(self, poll_interval: float | None = None) -> None:
         super().serve_forever(self.poll_interval if poll_interval is None else poll_interval)
@@ -1213,6 +1220,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free port (default)")
     parser.add_argument("--verbose", action="store_true", help="log each request on stderr")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM); needs --tls-key")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     return parser.parse_args(argv)
 
 
@@ -1222,7 +1231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with open(args.seed, encoding="utf-8") as seed_file:
             seed = json.load(seed_file)
-        server = EmulatorServer(args.host, args.port, seed, args.verbose)
+        server = EmulatorServer(args.host, args.port, seed, args.verbose, (args.tls_cert, args.tls_key) if args.tls_cert else None)
     except (OSError, ValueError, ApiError) as exc:
         sys.stderr.write("cmdop_emulator: %s\n" % exc)
         return 2
