@@ -20,6 +20,7 @@ STAGING = "f31e1a56-b620-401e-a451-21714db18f85"
 BOB_PERSONAL = "34f7063f-00b4-48ef-acdd-17f5f1e7142e"
 LOCAL_KEY = "cmdop_live_local_only_secret_key_9f8e7d6c5b4a"
 TEAM_A_KEY = "cmdop_live_team_a_secret_key_0a1b2c3d4e5f"
+SEED_TEAM_A_KEY = "cmdop_live_bPYO1yaiN9rfdbmxvqd3RDeP2QGBE1Z2"  # the emulator's real key for Team A (seed-demo.json)
 FLEET_FILE = ".cmdop/ssh_workspaces.json"
 TOKEN_FILE = ".cmdop/token_prod.json"
 
@@ -340,8 +341,7 @@ def test_refused_refresh_is_unauthorized_and_loses_nothing(emulator, targets, in
 
 
 def test_api_key_where_oauth_is_needed(emulator, targets, inventory, run_playbook, api):
-    result = run_playbook(sync_play(dict(api, token=TEAM_A_KEY.replace("team_a_secret_key_0a1b2c3d4e5f", "bPYO1yaiN9rfdbmxvqd3RDeP2QGBE1Z2")),
-                                    hosts="t1"), inventory)
+    result = run_playbook(sync_play(dict(api, token=SEED_TEAM_A_KEY), hosts="t1"), inventory)
     out = result.task("sync", "t1")
     assert result.status("sync", "t1") == "failed"
     assert "403" in out["msg"] and "requires an OAuth token" in out["msg"] and "API key" in out["msg"]
@@ -564,3 +564,31 @@ def test_fleet_sync_role_with_one_listing_for_all_hosts(emulator, targets, inven
     assert len(api_requests(emulator, "/api/workspaces/")) == 1
     for host in ("t1", "t2"):
         assert [item["name"] for item in read_fleets(targets, host)["workspaces"]] == ["bob-personal"]
+
+
+def test_become_root_writes_another_users_file_owned_by_them(run_playbook, clean_targets):
+    """As root (here: localhost), owner/group give the file, a created folder and the lock to the user."""
+    home = clean_targets.home("t2")
+    path = home / ".cmdop-owned" / "ssh_workspaces.json"
+    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [{"name": "sync", "cmdop.fleet.sync": {
+        "path": str(path), "owner": "cmdop-t2", "group": "cmdop-t2", "fleets": [{"id": TEAM_A, "name": "Team A", "slug": "team-a"}]}}]}]
+    try:
+        result = run_playbook(play, None)
+        assert result.rc == 0, result.describe()
+        user = pwd.getpwnam("cmdop-t2")
+        for item, mode in ((path.parent, 0o700), (path, 0o600), (path.parent / ".ssh_workspaces.json.lock", 0o600)):
+            stat = item.stat()
+            assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (user.pw_uid, user.pw_gid, mode), item
+        again = run_playbook(play, None)
+        assert again.task("sync", "localhost")["changed"] is False
+    finally:
+        subprocess.run(["rm", "-rf", str(path.parent)], check=True)
+
+
+def test_fleet_info_says_an_api_key_cannot_list_fleets(emulator, targets, inventory, run_playbook, api):
+    play = [{"hosts": "t1", "gather_facts": False, "tasks": [{"name": "info", "cmdop.fleet.fleet_info": dict(api, token=SEED_TEAM_A_KEY)}]}]
+    result = run_playbook(play, inventory, verbosity=3)
+    out = result.task("info", "t1")
+    assert result.status("info", "t1") == "failed"
+    assert out["msg"].startswith("fleet_info: ") and "requires an OAuth token" in out["msg"]
+    assert SEED_TEAM_A_KEY not in result.stdout + result.stderr
