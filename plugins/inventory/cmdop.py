@@ -256,7 +256,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     layout,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, MODE_URLS, default_token_file, entry_scope, normalize_url
-from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import local_name
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import new_fleet_names
 from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError
 
 display = Display()
@@ -593,11 +593,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     @staticmethod
     def _named(server_fleets: t.List[dict], label: str, extra: t.Callable[[dict], dict]) -> t.List[FleetSpec]:
-        taken: t.Set[str] = set()
+        names = new_fleet_names(server_fleets, set())  # the names cmdop.fleet.sync gives the same fleets
         fleets = []
         for fleet in sorted(server_fleets, key=lambda fleet: fleet["id"]):
-            name = local_name(fleet, taken)
-            taken.add(name)
+            name = names[fleet["id"]]
             variables = {"fleet_id": fleet["id"], "fleet_name": name, "fleet_remote_name": fleet.get("name") or ""}
             variables.update(extra(fleet))
             fleets.append(FleetSpec(name=name, source=label, remote_id=fleet["id"], by_workspace=True, variables=variables))

@@ -110,7 +110,7 @@ def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, las
         # another server's fleet.
 
     new_fleets = [fleet for fleet in fleets if fleet["id"] not in known]
-    names = _names_for_new_fleets(new_fleets, {entry.get("name") for entry in entries})
+    names = new_fleet_names(new_fleets, {entry.get("name") for entry in entries})
     for fleet in new_fleets:
         entries.append(_new_entry(fleet, names[fleet["id"]], mode, now))
         changes.append(Change(ADDED, names[fleet["id"]], fleet["id"]))
@@ -159,7 +159,7 @@ def _new_entry(fleet: dict, name: str, mode: str, now: str) -> dict:
     }
 
 
-def _names_for_new_fleets(fleets: t.Sequence[dict], taken: t.Set[str]) -> t.Dict[str, str]:
+def new_fleet_names(fleets: t.Sequence[dict], taken: t.Set[str]) -> t.Dict[str, str]:
     """Local names for new fleets, given in a fixed order (oldest first, then by id).
 
     The order the server lists fleets in does not matter, so the same fleets get

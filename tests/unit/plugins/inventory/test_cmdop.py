@@ -18,6 +18,8 @@ import pytest
 from ansible.errors import AnsibleError
 from ansible.template import Templar, is_trusted_as_template, trust_as_template
 
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import reconcile
+
 FA = "0f000000-0000-4000-8000-0000000000a1"
 FB = "0f000000-0000-4000-8000-0000000000b2"
 FC = "0f000000-0000-4000-8000-0000000000c3"
@@ -185,6 +187,20 @@ def test_fleets_from_api_names_groups_like_sync(run: t.Any, start_emulator: t.An
         "cmdop_fleet_slug": "lab", "cmdop_fleet_type": "team", "cmdop_fleet_plan": "free",
     }
     assert sorted(path for path, _page in paths_requested(emulator)) == ["/api/machines/machines/", "/api/workspaces/workspaces/"]
+
+
+def test_fleets_from_api_names_colliding_fleets_exactly_as_sync_does(run: t.Any, start_emulator: t.Any) -> None:
+    """Two fleets with one slug: the older keeps it (whatever the ids), the same rule as cmdop.fleet.sync's."""
+    seed = make_seed(machines=[machine(FA, 1, "web-1"), machine(FB, 1, "lab-1")])
+    seed["fleets"][0].update(slug="dup", created_at="2026-06-01T00:00:00Z")
+    seed["fleets"][1].update(slug="dup", created_at="2026-01-01T00:00:00Z")
+    emulator = start_emulator(seed)
+    inventory = run.parse(run.config(fleets_from="api", api_url=emulator.url, token=ALICE))
+    synced = reconcile({"workspaces": []}, emulator.admin("GET", "state")["fleets"][:3], "prod", "2026-11-23T00:00:00Z").document
+    by_id = {item["remote_id"]: item["name"] for item in synced["workspaces"]}
+    assert by_id[FB] == "dup" and by_id[FA] == "dup-" + FA[:8]
+    assert inventory.groups["fleet_dup"].vars["cmdop_fleet_id"] == FB
+    assert inventory.groups["fleet_dup_" + FA[:8]].vars["cmdop_fleet_id"] == FA
 
 
 def test_an_api_key_alone_gives_its_single_fleet(run: t.Any, start_emulator: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
