@@ -3,7 +3,8 @@
 #  - Debian packages: openssh-server (real SSH targets for the tests) and the
 #    distribution's python3-requests / -requests-oauthlib / -jsonschema, which
 #    is what a real target host gives the modules; shellcheck, without which
-#    `ansible-test sanity` silently skips its shellcheck test;
+#    `ansible-test sanity` silently skips its shellcheck test; openssl, for the
+#    certificate of the TLS tests;
 #  - .venv with ansible-core and the test tools (requirements-dev.txt);
 #  - the offline get-pip shim that ansible-test --venv looks for.
 # Idempotent: a second run only checks.
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-DEB_PACKAGES=(openssh-server python3 python3-requests python3-requests-oauthlib python3-jsonschema python3-venv shellcheck)
+DEB_PACKAGES=(openssh-server openssl python3 python3-requests python3-requests-oauthlib python3-jsonschema python3-venv shellcheck)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
