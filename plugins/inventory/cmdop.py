@@ -234,7 +234,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.utils.display import Display
 from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file, _token
+from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
 from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     API_KEY,
     OAUTH,
@@ -242,6 +242,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     CmdopError,
     Credential,
     UnauthorizedError,
+    credential_from_token_file,
     scrub,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, read_text
@@ -375,19 +376,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._oauth = (Credential(token, OAUTH), fingerprint("token", api_url, token))
             return self._oauth
         path = os.path.expanduser(self.get_option("token_file") or default_token_file(self.get_option("mode")))
-        data = _token.load(path)
-        if data is None:
+        credential = credential_from_token_file(path, os.replace, self._secrets.extend)
+        if credential is None:
             return None
-        credential = Credential.from_token(data, save=lambda new: self._save_token(path, new))
-        self._secrets.extend(credential.secrets)
-        user = data.get("user_id")
+        user = (credential.token or {}).get("user_id")
         account = fingerprint("user", api_url, str(user)) if user else fingerprint("token", api_url, credential.secret)
         self._oauth = (credential, account)
         return self._oauth
-
-    def _save_token(self, path: str, token: dict) -> None:
-        self._secrets.extend(Credential.from_token(token).secrets)
-        _token.save(path, token, move=os.replace)
 
     def _key_credential(self, secret: str) -> t.Tuple[Credential, str]:
         self._secrets.append(secret)

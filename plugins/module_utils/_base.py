@@ -27,6 +27,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     CmdopError,
     Credential,
     UnauthorizedError,
+    credential_from_token_file,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import FleetFileError
@@ -86,17 +87,8 @@ def resolve_credential(module: AnsibleModule) -> t.Optional[Credential]:
     if module.params["token"]:
         return Credential(module.params["token"], OAUTH)
     path = token_file(module)
-    token = _token.load(path)
-    if token is None:
-        return None
-
-    def save(new_token: dict) -> None:
-        module.no_log_values.update(Credential.from_token(new_token).secrets)
-        _token.save(path, new_token, move=module.atomic_move)
-
-    credential = Credential.from_token(token, save=save)
-    module.no_log_values.update(credential.secrets)
-    if not credential.can_refresh and _token.is_expired(token, time.time()):
+    credential = credential_from_token_file(path, module.atomic_move, module.no_log_values.update)
+    if credential is not None and not credential.can_refresh and _token.is_expired(credential.token or {}, time.time()):
         raise UnauthorizedError("the access token in %s has expired and there is no refresh token to renew it" % path)
     return credential
 

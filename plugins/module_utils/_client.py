@@ -36,7 +36,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import (
     validate,
     validate_server_fleets,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._token import is_expired
+from ansible_collections.cmdop.fleet.plugins.module_utils import _token
 
 try:
     import requests
@@ -130,6 +130,27 @@ class Credential:
         if self.token and self.token.get("refresh_token"):
             values.append(self.token["refresh_token"])
         return [value for value in values if value]
+
+
+def credential_from_token_file(
+    path: str, move: t.Callable[[str, str], t.Any], register_secrets: t.Callable[[t.Iterable[str]], t.Any]
+) -> t.Optional[Credential]:
+    """The OAuth credential in a token file, or None when there is no such file.
+
+    ``register_secrets`` receives its secrets now and a refreshed token's when it
+    comes; a refreshed token is written back to ``path`` atomically (0600) with ``move``.
+    """
+    token = _token.load(path)
+    if token is None:
+        return None
+
+    def save(new_token: dict) -> None:
+        register_secrets(Credential.from_token(new_token).secrets)
+        _token.save(path, new_token, move=move)
+
+    credential = Credential.from_token(token, save=save)
+    register_secrets(credential.secrets)
+    return credential
 
 
 class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
@@ -260,7 +281,7 @@ class CmdopClient:
     # ---- transport ---------------------------------------------------------
 
     def get_json(self, path: str, credential: Credential, params: t.Optional[dict] = None) -> t.Any:
-        if credential.kind == OAUTH and credential.can_refresh and self._expired(credential):
+        if credential.can_refresh and _token.is_expired(credential.token or {}, time.time()):
             self.refresh(credential, credential.secret)
         sent_with = credential.secret
         response = self._get(path, credential, params)
@@ -268,10 +289,6 @@ class CmdopClient:
             self.refresh(credential, sent_with)
             response = self._get(path, credential, params)
         return self._decode(path, response, credential)
-
-    @staticmethod
-    def _expired(credential: Credential) -> bool:
-        return is_expired(credential.token or {}, time.time())
 
     def _get(self, path: str, credential: Credential, params: t.Optional[dict]) -> t.Any:
         url = self.api_url + path
