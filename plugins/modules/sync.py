@@ -276,13 +276,14 @@ def sync(module: AnsibleModule, result: dict) -> None:
 
     result.update(outcome.by_action())
     result["changed"] = changed
-    result["fleets"] = _fleet_file.redact(outcome.document)["workspaces"]
+    redacted = _fleet_file.redact(outcome.document)
+    result["fleets"] = redacted.get("workspaces", [])
     if module._diff:
         result["diff"] = {
             "before_header": path,
             "after_header": path,
             "before": _fleet_file.serialize(_fleet_file.redact(document)) if before_text is not None else "",
-            "after": _fleet_file.serialize(_fleet_file.redact(outcome.document)),
+            "after": _fleet_file.serialize(redacted),
         }
 
 

@@ -592,3 +592,13 @@ def test_fleet_info_says_an_api_key_cannot_list_fleets(emulator, targets, invent
     assert result.status("info", "t1") == "failed"
     assert out["msg"].startswith("fleet_info: ") and "requires an OAuth token" in out["msg"]
     assert SEED_TEAM_A_KEY not in result.stdout + result.stderr
+
+
+def test_a_file_without_workspaces_and_nothing_to_add_is_left_alone(targets, inventory, run_playbook):
+    original = json.dumps({"active": "home", "theme": "dark"})
+    path = write_as(targets, "t1", FLEET_FILE, original)
+    result = run_playbook(sync_play({"fleets": []}, hosts="t1"), inventory, diff=True)
+    assert result.rc == 0, result.describe()
+    out = result.task("sync", "t1")
+    assert out["changed"] is False and out["fleets"] == []
+    assert path.read_text(encoding="utf-8") == original
