@@ -22,7 +22,8 @@ options:
       - Base URL of the CMDOP API. Defaults to V(https://api.cmdop.com) for O(mode=prod) and V(https://dev.cmdop.com) for O(mode=dev).
       - Set it for a self-hosted or test server that stands in for the mode's server.
       - Credentials are only sent over HTTPS; plain V(http://) is accepted for V(localhost) and loopback addresses only.
-      - If not set, the environment variable E(CMDOP_API_URL) is used.
+      - If not set, the environment variable E(CMDOP_API_URL) is used, then E(CMDOP_API_BASE_URL) (the one CMDOP's SDKs read);
+        when both are set, E(CMDOP_API_URL) wins.
     type: str
   token:
     description:
@@ -32,10 +33,16 @@ options:
   token_file:
     description:
       - The OAuth token file written by C(cmdop login), on the target host.
-      - Defaults to C(~/.cmdop/token_prod.json) or C(~/.cmdop/token_dev.json) according to O(mode).
+      - Defaults to C(~/.cmdop/token_prod.json) or C(~/.cmdop/token_dev.json) according to O(mode). When the default file
+        does not exist, the host has no OAuth credential; a O(token_file) given explicitly must exist, or the task fails.
       - When its access token has expired, or the server refuses it, and it holds a refresh token, the token is refreshed
         and the new token pair written back to this file atomically with mode C(0600), even in check mode
-        (CMDOP's refresh tokens rotate, so the old one stops working).
+        (CMDOP's refresh tokens rotate, so the old one stops working). Every other field of the file is kept;
+        C(expires_at) is written as an RFC 3339 UTC time (C(2026-11-23T10:00:00Z)), and read as that or as Unix seconds.
+        An answer without C(expires_in) has no known expiry, so the token is then used until the server refuses it.
+      - Refreshes are serialised across processes with a lock (C(.token_<mode>.json.lock) beside the file); the file is
+        read again under the lock, and a token another run refreshed meanwhile is used instead of refreshing it twice.
+      - A symlinked token file is rewritten where the link points; the link stays.
     type: path
   validate_certs:
     description:

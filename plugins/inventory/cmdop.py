@@ -78,8 +78,12 @@ options:
     description:
       - Base URL of the CMDOP API. Defaults to V(https://api.cmdop.com) for O(mode=prod) and V(https://dev.cmdop.com) for O(mode=dev).
       - Credentials are only sent over HTTPS; plain V(http://) is accepted for V(localhost) and loopback addresses only.
+      - If not set, the environment variable E(CMDOP_API_URL) is used, then E(CMDOP_API_BASE_URL) (the one CMDOP's SDKs read);
+        when both are set, E(CMDOP_API_URL) wins, as it does for the modules.
     type: str
     env:
+      # the last one set wins: CMDOP_API_URL over CMDOP_API_BASE_URL
+      - name: CMDOP_API_BASE_URL
       - name: CMDOP_API_URL
   token:
     description:
@@ -92,9 +96,13 @@ options:
   token_file:
     description:
       - The OAuth token file written by C(cmdop login), on the controller, used when O(token) is not set.
-      - Defaults to C(~/.cmdop/token_prod.json) or C(~/.cmdop/token_dev.json) according to O(mode).
+      - Defaults to C(~/.cmdop/token_prod.json) or C(~/.cmdop/token_dev.json) according to O(mode). A O(token_file) given explicitly
+        must exist; a missing default file means there is no OAuth token.
       - When its access token has expired, or the server refuses it, and it holds a refresh token, the token is refreshed and the new token
-        pair written back to this file atomically with mode C(0600) (CMDOP's refresh tokens rotate).
+        pair written back to this file atomically with mode C(0600) (CMDOP's refresh tokens rotate), its other fields kept and
+        C(expires_at) written as an RFC 3339 UTC time.
+      - Refreshes are serialised across processes with a lock beside the file, shared with M(cmdop.fleet.sync) and
+        M(cmdop.fleet.fleet_info) on the controller, so a token another run refreshed meanwhile is used, not refreshed twice.
     type: path
   api_key:
     description:
@@ -224,7 +232,7 @@ token: "{{ lookup('ansible.builtin.env', 'MY_CMDOP_TOKEN') }}"
 on_error: warn
 """
 
-import os
+
 import typing as t
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -235,6 +243,7 @@ from ansible.utils.display import Display
 from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
+from ansible_collections.cmdop.fleet.plugins.module_utils import _modes
 from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     API_KEY,
     OAUTH,
@@ -242,7 +251,6 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     CmdopError,
     Credential,
     UnauthorizedError,
-    credential_from_token_file,
     scrub,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, read_text
@@ -256,9 +264,9 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     fingerprint,
     layout,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, MODE_URLS, default_token_file, entry_scope, normalize_url
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, entry_scope, normalize_url
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import new_fleet_names
-from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError
+from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError, TokenStore
 
 display = Display()
 
@@ -347,7 +355,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise CmdopError("page_size and max_workers must be at least 1")
 
     def _api_url(self) -> str:
-        return self.get_option("api_url") or MODE_URLS[self.get_option("mode")]
+        return _modes.api_url(self.get_option("mode"), self.get_option("api_url"))
+
+    def _token_file(self) -> str:
+        return _modes.token_file(self.get_option("mode"), self.get_option("token_file"))
 
     def _secret_option(self, name: str) -> t.Optional[str]:
         """A secret option's value; templated only when it is a template (a vault or lookup), never shown."""
@@ -375,9 +386,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if token:
             self._oauth = (Credential(token, OAUTH), fingerprint("token", api_url, token))
             return self._oauth
-        path = os.path.expanduser(self.get_option("token_file") or default_token_file(self.get_option("mode")))
-        credential = credential_from_token_file(path, os.replace, self._secrets.extend)
+        path = self._token_file()
+        credential = Credential.from_store(TokenStore(path, on_secrets=self._secrets.extend))
         if credential is None:
+            if self.get_option("token_file"):
+                raise TokenFileError("token_file %s does not exist; check the path, or log in with cmdop login" % path)
             return None
         user = (credential.token or {}).get("user_id")
         account = fingerprint("user", api_url, str(user)) if user else fingerprint("token", api_url, credential.secret)
@@ -401,7 +414,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if not self._single_key(plan):
                 raise CmdopError(
                     "fleets_from=api needs an OAuth token (token, CMDOP_TOKEN, or the token file %s) or an api_key (CMDOP_API_KEY); "
-                    "log in with cmdop login%s" % (self.get_option("token_file") or default_token_file(self.get_option("mode")), self._dev())
+                    "%s" % (self._token_file(), _modes.login_hint(self.get_option("mode")))
                 )
             return plan
         path = self.get_option("path")
@@ -461,14 +474,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         oauth = self._oauth_credential()
         if oauth is None:
             plan.unlistable[name] = "it has no api_key, and there is no OAuth token (token, CMDOP_TOKEN, or the token file %s) to list it with" % (
-                self.get_option("token_file") or default_token_file(self.get_option("mode"))
+                self._token_file()
             )
             return
         plan.fleets.append(FleetSpec(name=name, source=oauth[1], remote_id=remote_id, by_workspace=True, variables=variables))
         plan.use(oauth[1], oauth[0])
-
-    def _dev(self) -> str:
-        return " --dev" if self.get_option("mode") == "dev" else ""
 
     # ---- the payload: from the cache or the API ----------------------------------
 
@@ -534,7 +544,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if not isinstance(exc, UnauthorizedError):
             return ""
         if credential.kind == OAUTH:
-            return "; log in again with cmdop login%s (or give a fresh token)" % self._dev()
+            return "; %s" % _modes.login_hint(self.get_option("mode"))
         return "; the server refused the fleet's api_key (revoked?)"
 
     # ---- hosts and groups -------------------------------------------------------

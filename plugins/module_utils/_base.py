@@ -12,13 +12,13 @@ Private to the collection.
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
 import time
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.cmdop.fleet.plugins.module_utils import _token
+from ansible_collections.cmdop.fleet.plugins.module_utils import _modes, _token
 from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     OAUTH,
     REQUESTS_IMPORT_ERROR,
@@ -27,24 +27,21 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
     CmdopError,
     Credential,
     UnauthorizedError,
-    credential_from_token_file,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, Move
 from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import FleetFileError
-from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODE_URLS, MODES, default_token_file
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODES, login_hint
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import JSONSCHEMA_IMPORT_ERROR, SchemaError
 
 API_ARGUMENT_SPEC: t.Dict[str, t.Dict[str, t.Any]] = {
     "mode": {"type": "str", "default": "prod", "choices": list(MODES)},
-    "api_url": {"type": "str", "fallback": (env_fallback, ["CMDOP_API_URL"])},
+    "api_url": {"type": "str", "fallback": (env_fallback, list(_modes.API_URL_ENV))},
     "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["CMDOP_TOKEN"])},
     "token_file": {"type": "path"},
     "validate_certs": {"type": "bool", "default": True},
     "timeout": {"type": "float", "default": 30.0},
     "retries": {"type": "int", "default": 4},
 }
-
-LOGIN_AGAIN = "log in again with cmdop login%s (or give a fresh token)"
 
 
 def check_libraries(module: AnsibleModule, http: bool = True) -> None:
@@ -57,16 +54,17 @@ def check_libraries(module: AnsibleModule, http: bool = True) -> None:
             module.fail_json(msg=missing_required_lib(name), exception=error)
 
 
-def login_hint(mode: str) -> str:
-    return LOGIN_AGAIN % (" --dev" if mode == "dev" else "")
-
-
 def api_url(module: AnsibleModule) -> str:
-    return module.params["api_url"] or MODE_URLS[module.params["mode"]]
+    return _modes.api_url(module.params["mode"], module.params["api_url"])
 
 
 def token_file(module: AnsibleModule) -> str:
-    return os.path.expanduser(module.params["token_file"] or default_token_file(module.params["mode"]))
+    return _modes.token_file(module.params["mode"], module.params["token_file"])
+
+
+def move(module: AnsibleModule) -> Move:
+    """How a module replaces a file: ``atomic_move``, with the task's ``unsafe_writes`` where the module has that option."""
+    return functools.partial(module.atomic_move, unsafe_writes=bool(module.params.get("unsafe_writes")))
 
 
 def make_client(module: AnsibleModule) -> CmdopClient:
@@ -81,14 +79,21 @@ def make_client(module: AnsibleModule) -> CmdopClient:
 def resolve_credential(module: AnsibleModule) -> t.Optional[Credential]:
     """The OAuth credential to list fleets with: ``token``, else the token file, else None.
 
-    Every secret it holds is registered with the module so that Ansible masks it
-    in anything the module returns, a refreshed token included.
+    None only when the token file is the mode's default and it does not exist (an
+    API-key-only host); a ``token_file`` given explicitly must exist. Every secret
+    read is registered with the module, so that Ansible masks it in anything the
+    module returns, a refreshed token included.
     """
     if module.params["token"]:
         return Credential(module.params["token"], OAUTH)
     path = token_file(module)
-    credential = credential_from_token_file(path, module.atomic_move, module.no_log_values.update)
-    if credential is not None and not credential.can_refresh and _token.is_expired(credential.token or {}, time.time()):
+    store = _token.TokenStore(path, move=move(module), on_secrets=module.no_log_values.update)
+    credential = Credential.from_store(store)
+    if credential is None:
+        if module.params["token_file"]:
+            raise _token.TokenFileError("token_file %s does not exist; check the path, or log in there with cmdop login" % path)
+        return None
+    if not credential.can_refresh and _token.is_expired(credential.token or {}, time.time()):
         raise UnauthorizedError("the access token in %s has expired and there is no refresh token to renew it" % path)
     return credential
 

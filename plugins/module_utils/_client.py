@@ -9,9 +9,9 @@
 - GETs are retried with back-off on connection errors, 429 and 5xx by urllib3's
   ``Retry``, honouring ``Retry-After`` up to a bound.
 - An OAuth access token that has expired, or that the server answers 401 to, is
-  refreshed once through requests-oauthlib when a refresh token is at hand; the
-  new token is handed to the credential's ``save`` at once (refresh tokens
-  rotate: the old one may already be dead).
+  refreshed once through requests-oauthlib when a refresh token is at hand,
+  under the token store's lock (``_token.TokenStore``), which writes the new pair
+  back at once (refresh tokens rotate: the old one may already be dead).
 - Every answer is checked against its schema before anyone uses it.
 - No message carries a secret: server texts are cut short and scrubbed.
 
@@ -28,7 +28,7 @@ import time
 import traceback
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import (
     MACHINES_PAGE,
@@ -76,8 +76,12 @@ API_KEY = "api_key"
 
 DEFAULT_PAGE_SIZE = 200
 MAX_PAGES = 10000
+MAX_FLEET_PAGES = 1000
+MACHINE_ORDERING = "created_at,id"  # oldest first: a machine added while the pages are read lands after them
 MAX_RETRY_AFTER = 60.0
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# A refresh is retried only where the server cannot have used (and so rotated) the refresh token.
+REFRESH_RETRY_STATUSES = (429, 502, 503, 504)
 USER_AGENT = "cmdop.fleet (Ansible collection)"
 
 
@@ -104,53 +108,38 @@ class ResponseError(CmdopError):
 class Credential:
     """A bearer credential: an OAuth token or a fleet API key.
 
-    An OAuth credential built from a token dict with a ``refresh_token`` and a
-    ``save`` callback can be refreshed; ``save`` receives the new token dict.
+    An OAuth credential read from a token file (``from_store``) can be refreshed
+    when its token holds a refresh token: the store serializes refreshes across
+    processes and writes the new pair back.
     """
 
-    def __init__(self, secret: str, kind: str, token: t.Optional[dict] = None, save: t.Optional[t.Callable[[dict], None]] = None) -> None:
+    def __init__(self, secret: str, kind: str, store: t.Optional[_token.TokenStore] = None, token: t.Optional[dict] = None) -> None:
         self.secret = secret
         self.kind = kind
+        self.store = store
         self.token = token
-        self.save = save
         self.refreshed = False
         self.lock = threading.Lock()
 
     @classmethod
-    def from_token(cls, token: dict, save: t.Optional[t.Callable[[dict], None]] = None) -> "Credential":
-        return cls(token["access_token"], OAUTH, token=dict(token), save=save)
+    def from_store(cls, store: _token.TokenStore) -> t.Optional["Credential"]:
+        """The OAuth credential in a token file, or None when there is no such file."""
+        token = store.load()
+        if token is None:
+            return None
+        return cls(token["access_token"], OAUTH, store=store, token=token)
 
     @property
     def can_refresh(self) -> bool:
-        return bool(self.token and self.token.get("refresh_token") and self.save)
+        return bool(self.store is not None and self.token and self.token.get("refresh_token"))
 
     @property
     def secrets(self) -> t.List[str]:
-        values = [self.secret]
-        if self.token and self.token.get("refresh_token"):
-            values.append(self.token["refresh_token"])
-        return [value for value in values if value]
+        return _token.secrets(self.token) if self.token else [self.secret]
 
-
-def credential_from_token_file(
-    path: str, move: t.Callable[[str, str], t.Any], register_secrets: t.Callable[[t.Iterable[str]], t.Any]
-) -> t.Optional[Credential]:
-    """The OAuth credential in a token file, or None when there is no such file.
-
-    ``register_secrets`` receives its secrets now and a refreshed token's when it
-    comes; a refreshed token is written back to ``path`` atomically (0600) with ``move``.
-    """
-    token = _token.load(path)
-    if token is None:
-        return None
-
-    def save(new_token: dict) -> None:
-        register_secrets(Credential.from_token(new_token).secrets)
-        _token.save(path, new_token, move=move)
-
-    credential = Credential.from_token(token, save=save)
-    register_secrets(credential.secrets)
-    return credential
+    def use(self, token: dict) -> None:
+        self.token = token
+        self.secret = token["access_token"]
 
 
 class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
@@ -158,6 +147,19 @@ class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
 
     def parse_retry_after(self, retry_after: str) -> float:
         return min(float(super().parse_retry_after(retry_after)), MAX_RETRY_AFTER)
+
+
+def _retry(retries: int, backoff_factor: float, methods: t.Iterable[str], statuses: t.Iterable[int], read: bool = True) -> t.Any:
+    """A Retry for one kind of request. ``read=False``: never resend a request the server may have acted on."""
+    return _BoundedRetry(
+        total=retries,
+        read=retries if read else 0,
+        backoff_factor=backoff_factor,
+        status_forcelist=tuple(statuses),
+        allowed_methods=frozenset(methods),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
 
 
 def scrub(text: t.Any, secrets: t.Iterable[str], limit: int = 300) -> str:
@@ -199,6 +201,28 @@ def check_api_url(api_url: str) -> str:
     return api_url.rstrip("/")
 
 
+def error_detail(body: t.Any) -> str:
+    """What an error body says, in one line: DRF's ``detail`` (a string, a list, or a map of field errors),
+    a map of field errors without ``detail``, or RFC 6749's ``error`` and ``error_description``.
+    Not scrubbed: callers scrub it."""
+    if isinstance(body, dict) and "error" in body and isinstance(body.get("error"), str):
+        description = body.get("error_description")
+        return "%s: %s" % (body["error"], _flatten(description)) if description else body["error"]
+    if isinstance(body, dict) and "detail" in body:
+        return _flatten(body["detail"])
+    return _flatten(body) if isinstance(body, (dict, list)) else ""
+
+
+def _flatten(value: t.Any, depth: int = 0) -> str:
+    if depth > 4:
+        return "..."
+    if isinstance(value, dict):
+        return "; ".join("%s: %s" % (key, _flatten(item, depth + 1)) for key, item in list(value.items())[:20])
+    if isinstance(value, list):
+        return "; ".join(_flatten(item, depth + 1) for item in value[:20])
+    return "" if value is None else str(value)
+
+
 class CmdopClient:
     """A small JSON client for the CMDOP API."""
 
@@ -216,27 +240,29 @@ class CmdopClient:
         self.api_url = check_api_url(api_url)
         self.timeout = timeout
         self.validate_certs = validate_certs
+        self.retries = retries
+        self.backoff_factor = backoff_factor
         self.max_workers = max(1, max_workers)
-        retry = _BoundedRetry(
-            total=retries,
-            backoff_factor=backoff_factor,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset(["GET"]),
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        self.session = requests.Session()
-        self.session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=self.max_workers))
-        self.session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=self.max_workers))
-        self.session.verify = validate_certs
-        self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        self.session = self._session(_retry(retries, backoff_factor, ["GET"], RETRY_STATUSES), self.max_workers)
+        self.session.headers.update({"Accept": "application/json"})
+
+    def _session(self, retry: t.Any, pool_size: int = 1, session: t.Any = None) -> t.Any:
+        session = session if session is not None else requests.Session()
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, HTTPAdapter(max_retries=retry, pool_maxsize=pool_size))
+        session.verify = self.validate_certs
+        session.headers["User-Agent"] = USER_AGENT
+        return session
 
     # ---- the API ---------------------------------------------------------
 
     def list_fleets(self, credential: Credential) -> t.List[dict]:
-        """The user's fleets (OAuth only)."""
+        """The user's fleets (OAuth only): a plain array, or DRF pages ``{"results": [...], "next": url}``, every page read."""
         try:
-            fleets = self.get_json(FLEETS_PATH, credential)
+            answer = self.get_json(FLEETS_PATH, credential)
+            fleets = answer
+            if isinstance(answer, dict) and "results" in answer:
+                fleets = self._fleet_pages(answer, credential)
         except ForbiddenError as exc:
             raise ForbiddenError(
                 "%s: listing fleets requires an OAuth token, and this credential is not one (an API key?): "
@@ -247,12 +273,52 @@ class CmdopClient:
         except SchemaError as exc:
             raise ResponseError(str(exc)) from None
 
-    def list_machines(self, credential: Credential, page_size: int = DEFAULT_PAGE_SIZE, max_workers: t.Optional[int] = None) -> t.List[dict]:
-        """Every machine the credential can see, all pages; pages after the first are fetched concurrently.
+    def _fleet_pages(self, first: dict, credential: Credential) -> t.Any:
+        results, page, seen = [], first, set()
+        for number in range(1, MAX_FLEET_PAGES + 1):
+            if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+                raise ResponseError("the server's fleet list (page %d) is not valid: it has no list of results" % number)
+            results.extend(page["results"])
+            link = page.get("next")
+            if not link:
+                return results
+            path, params = self._same_api(link, "the server's fleet list (page %d)" % number)
+            if (path, tuple(sorted(params.items()))) in seen:
+                raise ResponseError("the server's fleet list (page %d) links to a page already read" % number)
+            seen.add((path, tuple(sorted(params.items()))))
+            page = self.get_json(path, credential, params=params)
+        raise ResponseError("the server's fleet list has more than %d pages; this client reads no more" % MAX_FLEET_PAGES)
 
-        ``max_workers`` bounds this listing's concurrent requests (default: the client's bound); a caller that runs
-        several listings at once divides the client's bound between them.
+    def _same_api(self, link: t.Any, what: str) -> t.Tuple[str, dict]:
+        """Path and query of a ``next`` link, which must stay on this API: the bearer token goes nowhere else."""
+        if not isinstance(link, str):
+            raise ResponseError("%s is not valid: next must be a URL" % what)
+        base, target = urlsplit(self.api_url), urlsplit(urljoin(self.api_url + "/", link))
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path + "/"):
+            raise ResponseError("%s links its next page outside %s; not followed" % (what, self.api_url))
+        return target.path[len(base.path):], dict(parse_qsl(target.query))
+
+    def list_machines(self, credential: Credential, page_size: int = DEFAULT_PAGE_SIZE, max_workers: t.Optional[int] = None) -> t.List[dict]:
+        """Every machine the credential can see, all pages, in an explicit order (``ordering``).
+
+        Pages after the first are fetched concurrently; ``max_workers`` bounds this
+        listing's concurrent requests (default: the client's bound). When the pages
+        do not hold as many distinct machines as the server counted (the fleet
+        changed while it was read), the listing is read once more before failing.
         """
+        try:
+            return self._machines(credential, page_size, max_workers)
+        except _CountMismatch:
+            pass
+        try:
+            return self._machines(credential, page_size, max_workers)
+        except _CountMismatch as exc:
+            raise ResponseError(
+                "the machine list changed while it was read, twice (the server counted %d, its pages held %d distinct machines); run again"
+                % exc.args
+            ) from None
+
+    def _machines(self, credential: Credential, page_size: int, max_workers: t.Optional[int]) -> t.List[dict]:
         first = self._machines_page(credential, 1, page_size)
         pages = first["pages"]
         if pages > MAX_PAGES:
@@ -264,14 +330,11 @@ class CmdopClient:
                     results.extend(page["results"])
         machines = list({machine["id"]: machine for machine in results}.values())
         if len(machines) != first["count"]:
-            raise ResponseError(
-                "the machine list changed while it was read (the server counted %d, its pages held %d distinct machines); run again"
-                % (first["count"], len(machines))
-            )
+            raise _CountMismatch(first["count"], len(machines))
         return machines
 
     def _machines_page(self, credential: Credential, number: int, page_size: int) -> dict:
-        page = self.get_json(MACHINES_PATH, credential, params={"page": number, "page_size": page_size})
+        page = self.get_json(MACHINES_PATH, credential, params={"page": number, "page_size": page_size, "ordering": MACHINE_ORDERING})
         try:
             validate(page, MACHINES_PAGE, "the server's machine list (page %d)" % number)
         except SchemaError as exc:
@@ -322,45 +385,57 @@ class CmdopClient:
             body = response.json()
         except ValueError:
             return ""
-        detail = body.get("detail") if isinstance(body, dict) else None
+        detail = error_detail(body)
         return ": %s" % scrub(detail, credential.secrets) if detail else ""
 
     # ---- OAuth refresh -----------------------------------------------------
 
     def refresh(self, credential: Credential, stale_secret: str) -> None:
-        """Trade the refresh token for a new token pair, once, however many threads ask."""
+        """Trade the refresh token for a new token pair: once however many threads ask, and once however many processes
+        (the token store locks the token file, and uses a token another process refreshed meanwhile)."""
         with credential.lock:
             if credential.secret != stale_secret:
                 return  # another thread has refreshed it already
-            if not credential.can_refresh:
+            if not credential.can_refresh or credential.store is None:
                 raise UnauthorizedError("the access token was refused and there is no refresh token")
-            if OAuth2Session is None:
-                raise CmdopError("the requests-oauthlib Python library is required to refresh the token")
-            token = credential.token or {}
-            session = OAuth2Session(token=token)
-            session.headers["User-Agent"] = USER_AGENT
+            token, refreshed_here = credential.store.refresh(stale_secret, lambda current: self._refresh_grant(current, credential))
+            credential.use(token)
+            credential.refreshed = credential.refreshed or refreshed_here
+
+    def _refresh_grant(self, token: dict, credential: Credential) -> t.Mapping[str, t.Any]:
+        """POST the refresh grant to the token endpoint (requests-oauthlib); the new token as the server answered it."""
+        if OAuth2Session is None:
+            raise CmdopError("the requests-oauthlib Python library is required to refresh the token")
+        secrets = _token.secrets(token)
+        url = self.api_url + TOKEN_PATH
+        session = self._session(_retry(self.retries, self.backoff_factor, ["POST"], REFRESH_RETRY_STATUSES, read=False),
+                                session=OAuth2Session(token={key: value for key, value in token.items() if key != "expires_at"}))
+        session.register_compliance_hook("refresh_token_response", lambda response: self._refusal_or_answer(response, url, secrets))
+        try:
+            with self._oauthlib_transport():
+                return session.refresh_token(url, refresh_token=token["refresh_token"], timeout=self.timeout, verify=self.validate_certs)
+        except OAuth2Error as exc:
+            reason = "%s: %s" % (exc.error, exc.description) if getattr(exc, "description", None) else exc.error
+            raise UnauthorizedError("the server refused to refresh the token (%s)" % scrub(reason, secrets)) from None
+        except requests.exceptions.RequestException as exc:
+            raise _transport_error(url, exc, self.timeout, Credential("", OAUTH, token=token)) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ResponseError("the token endpoint answered something that is not a token (%s)" % type(exc).__name__) from None
+        finally:
+            session.close()
+
+    @staticmethod
+    def _refusal_or_answer(response: t.Any, url: str, secrets: t.List[str]) -> t.Any:
+        """Before oauthlib reads a token answer: a server error is not a refusal (no new login is needed), so say so."""
+        status = response.status_code
+        if status >= 500 or status == 429:
             try:
-                with self._oauthlib_transport():
-                    new_token = session.refresh_token(
-                        self.api_url + TOKEN_PATH,
-                        refresh_token=token["refresh_token"],
-                        timeout=self.timeout,
-                        verify=self.validate_certs,
-                    )
-            except OAuth2Error as exc:
-                raise UnauthorizedError("the server refused to refresh the token (%s)" % scrub(exc.error, credential.secrets)) from None
-            except requests.exceptions.RequestException as exc:
-                raise CmdopError("cannot refresh the token: %s" % scrub(exc, credential.secrets)) from None
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ResponseError("the token endpoint answered something that is not a token (%s)" % type(exc).__name__) from None
-            finally:
-                session.close()
-            merged = dict(token)
-            merged.update(dict(new_token))
-            credential.token = merged
-            credential.secret = merged["access_token"]
-            credential.refreshed = True
-            credential.save(merged)
+                detail = error_detail(response.json())
+            except ValueError:
+                detail = ""
+            raise CmdopError("%s answered %d%s while refreshing the token, after retrying; the token was kept, try again later"
+                             % (url, status, ": %s" % scrub(detail, secrets) if detail else ""))
+        return response
 
     @contextlib.contextmanager
     def _oauthlib_transport(self) -> t.Iterator[None]:
@@ -377,3 +452,7 @@ class CmdopClient:
                 del os.environ["OAUTHLIB_INSECURE_TRANSPORT"]
             else:
                 os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = previous
+
+
+class _CountMismatch(Exception):
+    """The pages of a listing held another number of distinct machines than the server counted."""

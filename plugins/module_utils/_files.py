@@ -58,39 +58,68 @@ def ensure_folder(path: str, mode: int = 0o700) -> t.Optional[str]:
     return folder
 
 
-def _open_lock(lock_path: str, folder: str) -> int:
-    """Open (creating) the lock file. flock needs only a descriptor, so a lock file of another user's that we may read will do.
+def real_path(path: str) -> str:
+    """Where a file really is: a symlinked file (dotfiles kept by stow or chezmoi) is edited there, and the link kept."""
+    return os.path.realpath(os.path.abspath(path))
 
-    Root creates it owned by the folder's owner, so that the user can lock it in later runs of their own.
+
+def lock_path(path: str) -> str:
+    """The lock file of ``path``: ``.<name>.lock`` beside it."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, ".%s.lock" % name)
+
+
+def _open_lock(lock_file: str, owner_of: str, create: bool) -> t.Optional[int]:
+    """Open the lock file read-write (flock over NFS needs that), or None when it is absent and ``create`` is false.
+
+    A new lock file is 0600 and, when root creates it, owned by the owner of
+    ``owner_of`` (the locked file, else its folder), so that user can lock it in
+    their own later runs. A symlink is never followed.
     """
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if create:
+        try:
+            fd = os.open(lock_file, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise FileError("cannot create lock file %s: %s" % (lock_file, exc.strerror or exc)) from exc
+        else:
+            if os.geteuid() == 0:
+                owner = os.stat(owner_of)
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+            return fd
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
+        return os.open(lock_file, flags)
+    except FileNotFoundError:
+        if create:
+            raise FileError("cannot open lock file %s: it vanished" % lock_file) from None
+        return None
+    except PermissionError:
+        pass  # another user's lock file: a local flock works on a read-only descriptor too
     except OSError as exc:
-        raise FileError("cannot create lock file %s: %s" % (lock_path, exc.strerror or exc)) from exc
-    else:
-        if os.geteuid() == 0:
-            folder_stat = os.stat(folder)
-            os.fchown(fd, folder_stat.st_uid, folder_stat.st_gid)
-        return fd
+        raise FileError("cannot open lock file %s: %s" % (lock_file, exc.strerror or exc)) from exc
     try:
-        return os.open(lock_path, os.O_RDONLY)
+        return os.open(lock_file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise FileError("cannot open lock file %s: %s" % (lock_path, exc.strerror or exc)) from exc
+        raise FileError("cannot open lock file %s: %s" % (lock_file, exc.strerror or exc)) from exc
 
 
 @contextlib.contextmanager
-def locked(path: str, timeout: float) -> t.Iterator[None]:
+def locked(path: str, timeout: float, create: bool = True) -> t.Iterator[None]:
     """Hold an exclusive lock on ``<folder>/.<name>.lock`` while the block runs.
 
     The file itself cannot carry the lock: an atomic write replaces its inode.
     Every run of this collection on a host takes the same lock, so two runs at
-    once serialize instead of losing an update.
+    once serialize instead of losing an update. With ``create`` false (check
+    mode), a missing lock file is not created and the block runs unlocked.
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    lock_path = os.path.join(folder, ".%s.lock" % name)
-    fd = _open_lock(lock_path, folder)
+    lock_file = lock_path(path)
+    owner_of = path if os.path.exists(path) else os.path.dirname(lock_file)
+    fd = _open_lock(lock_file, owner_of, create)
+    if fd is None:
+        yield
+        return
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -99,7 +128,7 @@ def locked(path: str, timeout: float) -> t.Iterator[None]:
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise FileError("cannot lock %s: %s" % (lock_path, exc.strerror or exc)) from exc
+                    raise FileError("cannot lock %s: %s" % (lock_file, exc.strerror or exc)) from exc
                 if time.monotonic() >= deadline:
                     raise FileError("another run holds the lock on %s; gave up after %s seconds" % (path, timeout)) from exc
                 time.sleep(0.05)
@@ -108,8 +137,13 @@ def locked(path: str, timeout: float) -> t.Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` in one step; on any failure the old file stays as it was."""
+def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: t.Optional[int] = 0o600) -> None:
+    """Replace ``path`` with ``data`` in one step; on any failure the old file stays as it was.
+
+    ``mode``, when given, is the file's mode afterwards: ``AnsibleModule.atomic_move``
+    gives the new file the old one's mode (or the umask's, for a new file), so the
+    mode is set after the move. ``mode=None`` keeps what the move gives.
+    """
     folder, name = os.path.split(os.path.abspath(path))
     try:
         fd, tmp_path = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=folder)
@@ -118,7 +152,7 @@ def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: int 
     try:
         try:
             with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), mode)
+                os.fchmod(handle.fileno(), 0o600 if mode is None else mode)
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -126,6 +160,8 @@ def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: int 
             raise FileError("cannot write %s: %s; the file was left as it was" % (path, exc.strerror or exc)) from exc
         try:
             move(tmp_path, path)
+            if mode is not None:
+                os.chmod(path, mode)
         except Exception as exc:  # pylint: disable=broad-except  # AnsibleModule.atomic_move raises plain Exception
             raise FileError("cannot replace %s: %s; the file was left as it was" % (path, getattr(exc, "strerror", None) or exc)) from exc
     finally:

@@ -3,13 +3,17 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""CMDOP's two modes (prod, dev): their API URLs, token files and fleet-file scope.
+"""CMDOP's two modes (prod, dev): their API URLs, token files, login hint and fleet-file scope.
 
-This is the one place that knows which server an entry of ``ssh_workspaces.json``
-belongs to. Private to the collection: not a public API.
+This is the one place that knows a mode's defaults and which server an entry of
+``ssh_workspaces.json`` belongs to; the modules and the inventory plugin both ask
+it. Private to the collection: not a public API.
 """
 
 from __future__ import annotations
+
+import os
+import typing as t
 
 MODE_URLS = {
     "prod": "https://api.cmdop.com",
@@ -18,6 +22,9 @@ MODE_URLS = {
 MODES = tuple(MODE_URLS)
 
 DEFAULT_FLEET_FILE = "~/.cmdop/ssh_workspaces.json"
+# Where the base URL may come from when it is not given, first found wins. CMDOP_API_URL is
+# this collection's; CMDOP_API_BASE_URL is the one every CMDOP SDK reads.
+API_URL_ENV = ("CMDOP_API_URL", "CMDOP_API_BASE_URL")
 
 # How an entry relates to the mode a sync runs in.
 SCOPE_MODE = "mode"  # the entry belongs to this mode: added, updated, deactivated
@@ -37,6 +44,21 @@ def normalize_url(url: str) -> str:
 
 def default_token_file(mode: str) -> str:
     return "~/.cmdop/token_%s.json" % mode
+
+
+def api_url(mode: str, given: t.Optional[str] = None) -> str:
+    """The base URL to use: the one given, else the mode's server."""
+    return given or MODE_URLS[mode]
+
+
+def token_file(mode: str, given: t.Optional[str] = None) -> str:
+    """The token file to read: the one given, else the mode's default (``~`` expanded where this runs)."""
+    return os.path.expanduser(given or default_token_file(mode))
+
+
+def login_hint(mode: str) -> str:
+    """What a user whose OAuth token is gone does."""
+    return "log in again with cmdop login%s (or give a fresh token)" % (" --dev" if mode == "dev" else "")
 
 
 def server_for_new_entry(mode: str) -> str:

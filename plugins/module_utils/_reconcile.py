@@ -18,6 +18,7 @@ import re
 import typing as t
 from dataclasses import dataclass
 
+from ansible_collections.cmdop.fleet.plugins.module_utils import _timestamps
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import (
     SCOPE_MODE,
     SCOPE_OTHER,
@@ -33,7 +34,10 @@ UNCHANGED = "unchanged"
 ACTIONS = (ADDED, UPDATED, DEACTIVATED, REACTIVATED, UNCHANGED)
 
 LAST_SYNCED_CHANGED = "changed"
+LAST_SYNCED_MAX_AGE = "max_age"
 LAST_SYNCED_ALWAYS = "always"
+LAST_SYNCED_POLICIES = (LAST_SYNCED_MAX_AGE, LAST_SYNCED_CHANGED, LAST_SYNCED_ALWAYS)
+DEFAULT_MAX_AGE = 86400  # seconds: a healthy host's file changes at most once a day
 
 _NAME_MAX = 63
 
@@ -72,7 +76,14 @@ class Reconciliation:
         return grouped
 
 
-def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, last_synced: str = LAST_SYNCED_CHANGED) -> Reconciliation:
+def reconcile(
+    document: dict,
+    fleets: t.Sequence[dict],
+    mode: str,
+    now: str,
+    last_synced: str = LAST_SYNCED_MAX_AGE,
+    max_age: float = DEFAULT_MAX_AGE,
+) -> Reconciliation:
     """Reconcile the fleet file with the server's fleets for one mode.
 
     - A known entry (same ``remote_id``, in this mode or a server override) takes
@@ -82,14 +93,17 @@ def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, las
     - A fleet no entry knows is added under a new, unique local name.
     - API-key-only entries (no ``remote_id``), the other mode's entries, ``active``,
       ``api_key``, ``server`` and keys this code does not know are never touched.
-    - ``last_synced_at`` is set to ``now`` on entries that changed, or on every
-      entry the server listed when ``last_synced`` is ``always``.
+    - ``last_synced_at`` (``now``, RFC 3339) is set on entries that changed; with
+      ``last_synced`` ``max_age`` also on every listed entry whose stamp is missing,
+      unreadable or older than ``max_age`` seconds (so a stale stamp means a failed
+      sync, yet a healthy host's file changes at most once per ``max_age``); with
+      ``always`` on every entry the server listed.
     """
     before = document
     document = copy.deepcopy(document)
     entries = document.get("workspaces", [])
     server_fleets = {fleet["id"]: fleet for fleet in fleets}
-    stamp_all = last_synced == LAST_SYNCED_ALWAYS
+    stamp = _stamp_rule(last_synced, now, max_age)
 
     changes: t.List[Change] = []
     known: t.Set[str] = set()
@@ -103,7 +117,7 @@ def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, las
         fleet = server_fleets.get(remote_id)
         if fleet is not None:
             known.add(remote_id)
-            changes.append(_refresh(entry, fleet, now, stamp_all))
+            changes.append(_refresh(entry, fleet, now, stamp(entry)))
         elif scope == SCOPE_MODE:
             changes.append(_deactivate(entry, now))
         # A server override the server does not list is left alone: it may be
@@ -118,6 +132,23 @@ def reconcile(document: dict, fleets: t.Sequence[dict], mode: str, now: str, las
         document["workspaces"] = entries
 
     return Reconciliation(before=before, document=document, changes=tuple(changes))
+
+
+def _stamp_rule(last_synced: str, now: str, max_age: float) -> t.Callable[[dict], bool]:
+    """Whether a listed entry that did not change gets a new ``last_synced_at`` under the policy."""
+    if last_synced == LAST_SYNCED_ALWAYS:
+        return lambda entry: True
+    if last_synced == LAST_SYNCED_CHANGED:
+        return lambda entry: False
+    if last_synced != LAST_SYNCED_MAX_AGE:
+        raise ValueError("last_synced must be one of %s" % ", ".join(LAST_SYNCED_POLICIES))
+    oldest = _timestamps.parse(now) - max_age
+
+    def is_stale(entry: dict) -> bool:
+        stamped = _timestamps.parse_or_none(entry.get("last_synced_at"))
+        return stamped is None or stamped <= oldest
+
+    return is_stale
 
 
 def _refresh(entry: dict, fleet: dict, now: str, stamp: bool) -> Change:

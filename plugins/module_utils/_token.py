@@ -3,36 +3,42 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The OAuth token file (``~/.cmdop/token_<mode>.json``).
+"""The OAuth token file (``~/.cmdop/token_<mode>.json``) and the one store that reads and rewrites it.
 
-Layout (ours, as CMDOP documents none): the token endpoint's JSON answer plus
-``expires_at``, Unix seconds as a float, computed when the token was obtained;
-``expires_at`` is also read as an RFC 3339 string. Mode 0600, written atomically.
-Private to the collection.
+Layout (CMDOP publishes none): the token endpoint's JSON answer plus
+``expires_at``, written as an RFC 3339 UTC string (CMDOP's Go client decodes it as
+a ``time.Time``, which rejects a number) and read as that or as Unix seconds.
+Every other field of the file is kept as it is, in its order. Mode 0600.
+
+Refresh tokens rotate: the old one may stop working once a new one is issued. So
+a refresh happens under an exclusive lock on the token file (``.<name>.lock``
+beside it), after reading the file again: if another process refreshed the token
+meanwhile, its token is used and no second refresh is made. The modules and the
+inventory plugin use this same store. Private to the collection.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
+import os
+import time
 import typing as t
 
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import Move, read_text, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils import _timestamps
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import Move, locked, read_text, real_path, write_atomically
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import TOKEN_FILE, SchemaError, validate
 
 # A token this close to its end counts as expired: it could lapse in flight.
 EXPIRY_LEEWAY = 30.0
+TOKEN_FILE_MODE = 0o600
 
 
 class TokenFileError(ValueError):
     """The token file cannot be used. The message holds no secret."""
 
 
-def load(path: str) -> t.Optional[dict]:
-    """The token in ``path``, or None when there is no such file."""
-    text = read_text(path)
-    if text is None:
-        return None
+def parse(text: str, path: str) -> dict:
+    """The token in a token file's text, checked. The message of an error holds none of the text."""
     try:
         token = json.loads(text)
     except ValueError:
@@ -51,34 +57,99 @@ def expires_at(token: t.Mapping[str, t.Any]) -> t.Optional[float]:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    text = str(value).strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        moment = datetime.datetime.fromisoformat(text)
+        return _timestamps.parse(str(value))
     except ValueError:
         raise TokenFileError("the token's expires_at is neither Unix seconds nor an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
 
 
 def is_expired(token: t.Mapping[str, t.Any], now: float) -> bool:
+    """Past (or within EXPIRY_LEEWAY of) ``expires_at``. A token without a known end is used until the server refuses it."""
     end = expires_at(token)
     return end is not None and now >= end - EXPIRY_LEEWAY
 
 
-def normalized(token: t.Mapping[str, t.Any]) -> dict:
-    """The token as the file keeps it: plain JSON types, ``scope`` as one space-separated string."""
-    result = {key: value for key, value in dict(token).items() if value is not None}
-    scope = result.get("scope")
-    if isinstance(scope, (list, tuple)):
-        result["scope"] = " ".join(scope)
-    elif isinstance(scope, (set, frozenset)):
-        result["scope"] = " ".join(sorted(scope))
+def secrets(token: t.Optional[t.Mapping[str, t.Any]]) -> t.List[str]:
+    """The token's secret values: the access token and the refresh token."""
+    if not token:
+        return []
+    return [value for value in (token.get("access_token"), token.get("refresh_token")) if isinstance(value, str) and value]
+
+
+def refreshed(previous: t.Mapping[str, t.Any], answer: t.Mapping[str, t.Any], now: float) -> dict:
+    """The token file after a refresh: the previous file's fields, in their order, updated from the token endpoint's answer.
+
+    - ``expires_at`` is ``now + expires_in`` as RFC 3339 UTC; an answer without
+      ``expires_in`` has no known expiry, so the file then has no ``expires_at``.
+    - An answer without a ``refresh_token`` keeps the previous one (the server did not rotate it).
+    - ``scope`` is kept as one space-separated string; ``None`` values are dropped.
+    """
+    result = {key: value for key, value in previous.items() if key not in ("expires_at", "expires_in")}
+    for key, value in answer.items():
+        if key == "expires_at" or value is None:
+            continue  # oauthlib adds its own float expires_at; ours is computed below
+        if key == "scope" and isinstance(value, (list, tuple, set, frozenset)):
+            value = " ".join(sorted(value) if isinstance(value, (set, frozenset)) else value)
+        result[key] = value
+    expires_in = answer.get("expires_in")
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
+        result["expires_at"] = _timestamps.format_utc(now + float(expires_in))
     return result
 
 
-def save(path: str, token: t.Mapping[str, t.Any], move: Move) -> None:
-    data = json.dumps(normalized(token), indent=2, sort_keys=True) + "\n"
-    write_atomically(path, data.encode("utf-8"), move=move, mode=0o600)
+def serialize(token: t.Mapping[str, t.Any]) -> str:
+    return json.dumps(dict(token), indent=2) + "\n"
+
+
+class TokenStore:
+    """One token file: load it, and refresh its token once across threads and processes.
+
+    ``move`` replaces the file (``AnsibleModule.atomic_move`` in modules, with
+    ``unsafe_writes``; ``os.replace`` in the inventory plugin). ``on_secrets``
+    receives the secret values of every token the store reads or writes (modules
+    register them with Ansible's ``no_log`` masking). A symlinked token file is
+    rewritten where it really is, and the link kept.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        move: Move = os.replace,
+        on_secrets: t.Callable[[t.List[str]], t.Any] = lambda values: None,
+        lock_timeout: float = 30.0,
+    ) -> None:
+        self.path = path
+        self.move = move
+        self.on_secrets = on_secrets
+        self.lock_timeout = lock_timeout
+
+    def load(self) -> t.Optional[dict]:
+        """The token in the file, or None when there is no such file."""
+        text = read_text(self.path)
+        if text is None:
+            return None
+        token = parse(text, self.path)
+        self.on_secrets(secrets(token))
+        return token
+
+    def refresh(self, stale_access_token: str, grant: t.Callable[[dict], t.Mapping[str, t.Any]]) -> t.Tuple[dict, bool]:
+        """A live token for one that was refused or has expired: ``(token, refreshed_here)``.
+
+        Under the file's lock, the file is read again. If its access token is no
+        longer ``stale_access_token``, another process has refreshed it: that token
+        is returned, and ``grant`` is not called. Otherwise ``grant(token)`` trades
+        the refresh token for a new pair, which is written back (0600, atomically)
+        before the lock is released.
+        """
+        target = real_path(self.path)
+        with locked(target, self.lock_timeout):
+            current = self.load()
+            if current is None:
+                raise TokenFileError("token file %s disappeared while the token was being refreshed; log in again (cmdop login)" % self.path)
+            if current["access_token"] != stale_access_token:
+                return current, False
+            answer = grant(current)
+            self.on_secrets(secrets(answer))
+            token = refreshed(current, answer, time.time())
+            write_atomically(target, serialize(token).encode("utf-8"), move=self.move, mode=TOKEN_FILE_MODE)
+        return token, True

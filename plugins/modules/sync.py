@@ -27,8 +27,12 @@ description:
     letters, digits, C(.), C(_) and C(-) turned into C(-), at most 63 characters. If a local entry already has that name,
     C(-) and the first 8 characters of the fleet's id are appended (V(team-a-7f0c8f5e)), then C(-2), C(-3)... if needed.
     Local names are never renamed afterwards: users type them."
-  - The module holds a lock (C(.ssh_workspaces.json.lock) beside the file) while it reads, reconciles and writes, so two
-    runs at once on one host cannot lose an update.
+  - The module holds a lock (C(.ssh_workspaces.json.lock) beside the file, created with the file's owner and mode C(0600))
+    while it reads, reconciles and writes, so two runs at once on one host cannot lose an update.
+  - A symlinked O(path) (dotfiles kept by stow or chezmoi) is edited where the link points, as M(ansible.builtin.blockinfile)
+    does; the link stays a link, and the lock and temporary file are beside the real file.
+  - The file is replaced atomically; O(unsafe_writes=true) lets it be written in place where an atomic rename is impossible
+    (a file bind-mounted into a container).
   - "Errors leave the file byte-for-byte as it was: an expired token that cannot be refreshed (V(sync: unauthorized)),
     an API key where OAuth is needed, a corrupt or schema-invalid fleet file, a server answer of the wrong shape,
     429 and 5xx after retries, timeouts, a full disk."
@@ -43,8 +47,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Computes the whole result and the diff and writes nothing, except a refreshed OAuth token,
-        which must be saved or the rotated refresh token would be lost.
+      - Computes the whole result and the diff and creates or changes nothing (no folder, no file, no lock file), except
+        a refreshed OAuth token, which must be saved or the rotated refresh token would be lost.
   diff_mode:
     support: full
     details:
@@ -67,11 +71,23 @@ options:
     elements: dict
   last_synced:
     description:
-      - V(changed) moves C(last_synced_at) only on entries that changed, so a second run reports C(changed=false).
-      - V(always) also stamps every entry the server listed, so the file changes on every run.
+      - When C(last_synced_at) moves. It is always set on entries that changed (added, updated, deactivated, reactivated).
+      - V(max_age) also stamps every entry the server listed whose C(last_synced_at) is missing or older than
+        O(last_synced_max_age). A healthy host's file then changes at most once per O(last_synced_max_age), and a
+        C(last_synced_at) older than that means syncs are failing on that host (CMDOP's troubleshooting reads it so).
+      - V(changed) moves it only on entries that changed, so a healthy host's stamps grow old.
+      - V(always) stamps every entry the server listed, so the file changes on every run.
     type: str
-    choices: [changed, always]
-    default: changed
+    choices: [max_age, changed, always]
+    default: max_age
+    version_added: 0.2.0
+  last_synced_max_age:
+    description:
+      - With O(last_synced=max_age), the age in seconds past which a listed entry's C(last_synced_at) is renewed.
+      - The default is one day.
+    type: int
+    default: 86400
+    version_added: 0.2.0
   require_oauth:
     description:
       - What to do when the host has no OAuth credential at all (no O(token), no E(CMDOP_TOKEN), no O(token_file)),
@@ -208,12 +224,13 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     failing_clearly,
     login_hint,
     make_client,
+    move,
     resolve_credential,
     token_file,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import ensure_folder, locked, read_text, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import ensure_folder, locked, read_text, real_path, write_atomically
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
-from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import reconcile
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import DEFAULT_MAX_AGE, LAST_SYNCED_MAX_AGE, LAST_SYNCED_POLICIES, reconcile
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import validate_server_fleets
 
 
@@ -234,12 +251,6 @@ def fetch_fleets(module: AnsibleModule, result: dict) -> list | None:
         result["token_refreshed"] = credential.refreshed
 
 
-def write_file(module: AnsibleModule, path: str, before_text: str | None, after_text: str, result: dict) -> None:
-    if module.params["backup"] and before_text is not None:
-        result["backup_file"] = module.backup_local(path)
-    write_atomically(path, after_text.encode("utf-8"), move=module.atomic_move)
-
-
 def file_attributes(module: AnsibleModule, path: str, created: bool) -> dict:
     params = dict(module.params, mode=module.params["file_mode"])
     if created and params["mode"] is None:
@@ -249,6 +260,8 @@ def file_attributes(module: AnsibleModule, path: str, created: bool) -> dict:
 
 def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
+    if module.params["last_synced_max_age"] < 0:
+        module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
     fleets = fetch_fleets(module, result)
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)
@@ -257,22 +270,26 @@ def sync(module: AnsibleModule, result: dict) -> None:
         module.exit_json(skipped=True, msg="skipped: %s (an API-key-only host)" % reason, **result)
 
     check_mode = module.check_mode
-    created_folder = None if check_mode else ensure_folder(path)
+    target = real_path(path)  # a symlinked file is edited where it really is; the link stays
+    created_folder = None if check_mode else ensure_folder(target)
     if created_folder:
         module.set_fs_attributes_if_different(dict(file_attributes(module, created_folder, False), mode="0700"), False)
-    can_lock = os.path.isdir(os.path.dirname(path))
+    can_lock = os.path.isdir(os.path.dirname(target))
     lock_timeout = module.params["lock_timeout"]
-    with locked(path, lock_timeout) if can_lock else contextlib.nullcontext():
-        before_text = read_text(path)
+    with locked(target, lock_timeout, create=not check_mode) if can_lock else contextlib.nullcontext():
+        before_text = read_text(target)
         document = _fleet_file.parse(before_text, path)
         module.no_log_values.update(_fleet_file.secrets(document))
-        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"])
+        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
         after_text = _fleet_file.serialize(outcome.document)
         changed = outcome.changed or before_text is None
         if changed and not check_mode:
-            write_file(module, path, before_text, after_text, result)
-        if os.path.exists(path):  # in check mode this only predicts
-            changed = module.set_fs_attributes_if_different(file_attributes(module, path, before_text is None), changed)
+            if module.params["backup"] and before_text is not None:
+                result["backup_file"] = module.backup_local(target)
+            new_mode = 0o600 if before_text is None and module.params["file_mode"] is None else None
+            write_atomically(target, after_text.encode("utf-8"), move=move(module), mode=new_mode)
+        if os.path.exists(target):  # in check mode this only predicts
+            changed = module.set_fs_attributes_if_different(file_attributes(module, target, before_text is None), changed)
 
     result.update(outcome.by_action())
     result["changed"] = changed
@@ -292,7 +309,8 @@ def main() -> None:
         API_ARGUMENT_SPEC,
         path=dict(type="path", default=DEFAULT_FLEET_FILE),
         fleets=dict(type="list", elements="dict"),
-        last_synced=dict(type="str", default="changed", choices=["changed", "always"]),
+        last_synced=dict(type="str", default=LAST_SYNCED_MAX_AGE, choices=list(LAST_SYNCED_POLICIES)),
+        last_synced_max_age=dict(type="int", default=DEFAULT_MAX_AGE),
         require_oauth=dict(type="bool", default=False),
         backup=dict(type="bool", default=False),
         lock_timeout=dict(type="float", default=30.0),

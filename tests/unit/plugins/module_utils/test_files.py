@@ -243,6 +243,80 @@ def test_lock_file_sits_beside_the_target_and_the_target_is_not_created(tmp_path
         assert not path.exists()
 
 
+def _open_fds_to(path):
+    """The access modes of this process's open descriptors of ``path`` (from /proc)."""
+    modes = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink("/proc/self/fd/%s" % fd) == str(path):
+                with open("/proc/self/fdinfo/%s" % fd, encoding="ascii") as info:
+                    flags = int(info.read().split("flags:")[1].split()[0], 8)
+                modes.append(flags & os.O_ACCMODE)
+        except OSError:
+            pass
+    return modes
+
+
+def test_an_existing_lock_file_is_opened_read_write_for_flock_over_nfs(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    lock_file = tmp_path / ".ssh_workspaces.json.lock"
+    lock_file.write_bytes(b"")
+    os.chmod(str(lock_file), 0o600)
+    with locked(str(path), 1):
+        assert _open_fds_to(lock_file) == [os.O_RDWR]
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's file")
+    (tmp_path / ".ssh_workspaces.json.lock").symlink_to(victim)
+    with pytest.raises(FileError) as info:
+        with locked(str(tmp_path / "ssh_workspaces.json"), 0.1):
+            pass
+    assert "lock file" in str(info.value)
+    assert victim.read_bytes() == b"root's file"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root; make test runs as root")
+def test_root_creates_the_lock_file_with_the_locked_files_owner(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    path.write_text("{}", encoding="utf-8")
+    os.chown(str(path), 4321, 4322)
+    with locked(str(path), 1):
+        lock = os.stat(str(tmp_path / ".ssh_workspaces.json.lock"))
+    assert (lock.st_uid, lock.st_gid, stat.S_IMODE(lock.st_mode)) == (4321, 4322, 0o600)
+
+
+def test_without_create_a_missing_lock_file_is_not_made(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    with locked(str(path), 1, create=False):
+        assert os.listdir(str(tmp_path)) == []
+
+
+def test_without_create_an_existing_lock_is_still_taken(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    with locked(str(path), 1):
+        pass
+    with locked(str(path), 1, create=False):
+        assert _open_fds_to(tmp_path / ".ssh_workspaces.json.lock") == [os.O_RDWR]
+
+
+def test_mode_is_set_after_the_move_whatever_the_move_gives(tmp_path):
+    """AnsibleModule.atomic_move copies the old file's mode onto the new one; the mode asked for wins."""
+    target = tmp_path / "token_prod.json"
+    target.write_bytes(OLD)
+    os.chmod(str(target), 0o644)
+
+    def move_like_atomic_move(src, dst):
+        os.chmod(src, stat.S_IMODE(os.stat(dst).st_mode))
+        os.replace(src, dst)
+
+    write_atomically(str(target), NEW, move=move_like_atomic_move, mode=0o600)
+    assert _mode(target) == 0o600
+    write_atomically(str(target), OLD, move=move_like_atomic_move, mode=None)
+    assert _mode(target) == 0o600  # None keeps what the move gave
+
+
 def test_lock_in_a_missing_folder_is_a_file_error(tmp_path):
     with pytest.raises(FileError):
         with locked(str(tmp_path / "missing" / "f.json"), 0.1):

@@ -280,7 +280,7 @@ def test_missing_remote_name_is_filled_in():
 def test_unchanged_entry_is_reported_and_not_touched():
     entry = synced_entry("team-a", ID_A, "Team A")
     document = doc(entry)
-    outcome = reconcile(document, [server_fleet(ID_A, "Team A")], "prod", NOW)
+    outcome = reconcile(document, [server_fleet(ID_A, "Team A")], "prod", NOW, "changed")
     assert outcome.changed is False
     assert outcome.document == document
     assert outcome.document["workspaces"][0]["last_synced_at"] == EARLIER
@@ -320,9 +320,64 @@ def test_last_synced_changed_moves_only_on_changed_entries():
     }
 
 
-def test_last_synced_changed_is_the_default():
+def test_last_synced_max_age_of_one_day_is_the_default():
     fleets = [server_fleet(ID_A, "Same"), server_fleet(ID_B, "New name")]
-    assert reconcile(_mixed_document(), fleets, "prod", NOW).document == reconcile(_mixed_document(), fleets, "prod", NOW, "changed").document
+    default = reconcile(_mixed_document(), fleets, "prod", NOW).document
+    assert default == reconcile(_mixed_document(), fleets, "prod", NOW, "max_age", 86400).document
+    assert default != reconcile(_mixed_document(), fleets, "prod", NOW, "changed").document
+
+
+def test_last_synced_max_age_renews_stale_stamps_of_listed_entries_only():
+    """EARLIER is three days before NOW: with a one-day age every listed entry is stamped, others are not."""
+    fleets = [server_fleet(ID_A, "Same"), server_fleet(ID_B, "New name")]
+    outcome = reconcile(_mixed_document(), fleets, "prod", NOW, "max_age", 86400)
+    assert _stamps(outcome) == {
+        "same": NOW,  # listed, stamp older than a day
+        "renamed": NOW,
+        "left": NOW,
+        "gone": EARLIER,  # not listed and nothing changed
+        "local": EARLIER,  # never touched
+        "dev": EARLIER,  # other mode: never touched
+        "relay": NOW,  # listed override
+    }
+    assert ("unchanged", "same") in actions(outcome)
+
+
+@pytest.mark.parametrize(
+    "stamp, renewed",
+    [
+        ("2026-11-22T10:00:01Z", False),  # a second younger than a day
+        ("2026-11-22T10:00:00Z", True),  # exactly a day
+        ("2026-11-22T10:00:00.5+00:00", False),  # fractions and offsets are read
+        ("2026-11-22T11:00:00+02:00", True),  # 09:00Z: older than a day
+        (None, True),
+        ("yesterday", True),  # unreadable: renewed, never an error
+        (12345, True),
+    ],
+)
+def test_last_synced_max_age_boundary(stamp, renewed):
+    entry = synced_entry("team-a", ID_A, "Team A")
+    if stamp is None:
+        del entry["last_synced_at"]
+    else:
+        entry["last_synced_at"] = stamp
+    outcome = reconcile(doc(entry), [server_fleet(ID_A, "Team A")], "prod", NOW, "max_age", 86400)
+    assert outcome.changed is renewed
+    assert (outcome.document["workspaces"][0]["last_synced_at"] == NOW) is renewed
+
+
+def test_last_synced_max_age_converges_and_a_second_run_within_the_age_is_a_no_op():
+    fleets = [server_fleet(ID_A, "Same"), server_fleet(ID_B, "New name")]
+    first = reconcile(_mixed_document(), fleets, "prod", NOW, "max_age", 86400)
+    an_hour_later = reconcile(first.document, fleets, "prod", "2026-11-23T11:00:00Z", "max_age", 86400)
+    assert an_hour_later.changed is False
+    a_day_later = reconcile(first.document, fleets, "prod", "2026-11-24T10:00:00Z", "max_age", 86400)
+    assert a_day_later.changed is True
+
+
+def test_an_unknown_last_synced_policy_is_an_error():
+    with pytest.raises(ValueError):
+        reconcile(_mixed_document(), [], "prod", NOW, "sometimes")
 
 
 def test_last_synced_always_stamps_every_listed_entry():
@@ -353,7 +408,7 @@ def test_last_synced_always_adds_the_stamp_where_missing():
 # ---------------------------------------------------------------- idempotence
 
 
-@pytest.mark.parametrize("last_synced", ["changed", "always"])
+@pytest.mark.parametrize("last_synced", ["changed", "always", "max_age"])
 def test_second_run_is_a_no_op(last_synced):
     fleets = [server_fleet(ID_A, "Same"), server_fleet(ID_B, "New name"), server_fleet(ID_C + "0", "Brand new", slug="same")]
     first = reconcile(_mixed_document(), fleets, "prod", NOW, last_synced)
@@ -367,8 +422,8 @@ def test_second_run_is_a_no_op(last_synced):
 
 def test_second_run_with_a_later_time_changes_nothing_in_changed_mode():
     fleets = [server_fleet(ID_A, "Same"), server_fleet(ID_B, "New name")]
-    first = reconcile(_mixed_document(), fleets, "prod", EARLIER)
-    second = reconcile(first.document, fleets, "prod", NOW)
+    first = reconcile(_mixed_document(), fleets, "prod", EARLIER, "changed")
+    second = reconcile(first.document, fleets, "prod", NOW, "changed")
     assert second.changed is False
 
 
@@ -539,7 +594,7 @@ def test_prod_entries_in_every_spelling_are_deactivated_by_a_prod_sync(server):
 def test_listed_entry_with_inactive_false_is_not_changed_silently():
     """``"inactive": false`` means active. A sync must not rewrite the file without reporting a change."""
     entry = synced_entry("team-a", ID_A, "Team A", inactive=False)
-    outcome = reconcile(doc(entry), [server_fleet(ID_A, "Team A")], "prod", NOW)
+    outcome = reconcile(doc(entry), [server_fleet(ID_A, "Team A")], "prod", NOW, "changed")
     reported = [change for change in outcome.changes if change.action != UNCHANGED]
     assert outcome.changed == bool(reported)
 

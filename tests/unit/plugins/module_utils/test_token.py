@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Unit tests of the OAuth token file: expiry, load, save, normalization."""
+"""Unit tests of the OAuth token file and its store: expiry, load, refresh under the lock, the file's format."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import time
-import types
+
 
 import pytest
 
@@ -21,12 +21,15 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileErro
 from ansible_collections.cmdop.fleet.plugins.module_utils._token import (
     EXPIRY_LEEWAY,
     TokenFileError,
+    TokenStore,
     expires_at,
     is_expired,
-    load,
-    normalized,
-    save,
+    refreshed,
 )
+
+
+def load(path):
+    return TokenStore(path).load()
 
 ACCESS = "cmdop_at_Secret0123456789abcdef"
 REFRESH = "clitr_Refresh0123456789abcdef"
@@ -76,6 +79,10 @@ def test_expires_at_int_becomes_float():
         ("2026-11-20T15:30:00+05:30", NOV_20_10H),
         ("2026-11-20T10:00:00.5Z", NOV_20_10H + 0.5),
         ("2026-11-20T10:00:00.250000+00:00", NOV_20_10H + 0.25),
+        # any number of fraction digits, as Go's time.Time writes them (Python < 3.11 takes only 3 or 6)
+        ("2026-11-20T10:00:00.1234567Z", NOV_20_10H + 0.1234567),
+        ("2026-11-20T10:00:00.12Z", NOV_20_10H + 0.12),
+        ("2026-11-20T10:00:00.123456789-00:00", NOV_20_10H + 0.123456789),
     ],
 )
 def test_expires_at_rfc3339(text, expected, tz_far_from_utc):
@@ -207,81 +214,131 @@ def test_load_non_utf8_file_is_an_error_without_content(tmp_path):
     assert ACCESS not in str(info.value)
 
 
-# ---------------------------------------------------------------- save and normalized
+# ---------------------------------------------------------------- the store: refresh under the lock
 
 
 def _mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
-def test_save_writes_0600_and_normalizes(tmp_path, umask):
-    path = str(tmp_path / "token_prod.json")
-    token = {
-        "access_token": ACCESS,
-        "refresh_token": REFRESH,
-        "token_type": "Bearer",
-        "scope": ["workspace:access", "machines:read"],
-        "expires_at": 1763632800.5,
-        "workspace_name": None,
-        "user_email": "alice@example.com",
-    }
-    snapshot = copy.deepcopy(token)
-    old_umask = os.umask(umask)
-    try:
-        save(path, token, os.replace)
-    finally:
-        os.umask(old_umask)
-    assert token == snapshot, "save must not mutate the token"
+def _write(path, token, mode=0o600):
+    path.write_text(json.dumps(token, indent=4), encoding="utf-8")
+    os.chmod(path, mode)
+    return path
+
+
+def _answer(suffix, **extra):
+    answer = {"access_token": "cmdop_new_%s" % suffix, "refresh_token": "clitr_new_%s" % suffix, "token_type": "Bearer", "expires_in": 3600}
+    answer.update(extra)
+    return answer
+
+
+@pytest.mark.parametrize("old_mode", [0o644, 0o600, 0o400])
+def test_refresh_writes_the_new_pair_0600_keeping_every_other_field_in_order(tmp_path, old_mode):
+    path = _write(tmp_path / "token_prod.json", {"user_email": "a@example.com", "access_token": ACCESS, "refresh_token": REFRESH,
+                                                "expires_at": 1.0, "workspace_id": "w-1", "x_custom": {"k": [1]}}, old_mode)
+    seen = []
+    store = TokenStore(str(path), on_secrets=seen.extend)
+    before = time.time()
+    token, here = store.refresh(ACCESS, lambda current: _answer("1", expires_at=before + 3600.0))
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    assert here is True and token == saved
+    assert list(saved) == ["user_email", "access_token", "refresh_token", "workspace_id", "x_custom", "token_type", "expires_in", "expires_at"]
+    assert saved["x_custom"] == {"k": [1]} and saved["workspace_id"] == "w-1"
+    assert saved["access_token"] == "cmdop_new_1" and saved["refresh_token"] == "clitr_new_1"
+    assert isinstance(saved["expires_at"], str) and saved["expires_at"].endswith("Z")
+    assert before + 3600 - 2 <= expires_at(saved) <= time.time() + 3600
     assert _mode(path) == 0o600
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    assert text.endswith("}\n")
-    saved = json.loads(text)
-    assert saved == {
-        "access_token": ACCESS,
-        "refresh_token": REFRESH,
-        "token_type": "Bearer",
-        "scope": "workspace:access machines:read",
-        "expires_at": 1763632800.5,
-        "user_email": "alice@example.com",
-    }
-    assert load(path) == saved
-    assert os.listdir(str(tmp_path)) == ["token_prod.json"], "no temporary file is left"
+    assert {ACCESS, REFRESH, "cmdop_new_1", "clitr_new_1"} <= set(seen)
+    assert sorted(os.listdir(tmp_path)) == [".token_prod.json.lock", "token_prod.json"]
 
 
-def test_save_replaces_a_loose_file_with_0600(tmp_path):
-    path = tmp_path / "token_prod.json"
-    path.write_text('{"access_token": "old"}', encoding="utf-8")
-    os.chmod(str(path), 0o644)
-    save(str(path), {"access_token": ACCESS}, os.replace)
-    assert _mode(str(path)) == 0o600
-    assert load(str(path)) == {"access_token": ACCESS}
+def test_an_answer_without_expires_in_leaves_no_expiry_so_the_token_is_used_until_refused(tmp_path):
+    path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH, "expires_at": 1.0, "expires_in": 60})
+    token, _ = TokenStore(str(path)).refresh(ACCESS, lambda current: {"access_token": "cmdop_new", "refresh_token": "clitr_new"})
+    assert "expires_at" not in token and "expires_in" not in token
+    assert is_expired(token, time.time() + 10 ** 6) is False
 
 
-def test_save_failure_keeps_the_old_token(tmp_path):
-    path = tmp_path / "token_prod.json"
-    path.write_text('{"access_token": "old"}', encoding="utf-8")
+def test_an_answer_without_a_refresh_token_keeps_the_old_one(tmp_path):
+    path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH})
+    token, _ = TokenStore(str(path)).refresh(ACCESS, lambda current: {"access_token": "cmdop_new", "expires_in": 60})
+    assert token["refresh_token"] == REFRESH
+
+
+def test_a_token_another_process_refreshed_is_used_and_not_refreshed_again(tmp_path):
+    path = _write(tmp_path / "token_prod.json", {"access_token": "cmdop_already_new", "refresh_token": "clitr_already_new"})
+    calls = []
+    token, here = TokenStore(str(path)).refresh(ACCESS, lambda current: calls.append(current) or _answer("x"))
+    assert here is False and calls == []
+    assert token["access_token"] == "cmdop_already_new"
+
+
+def test_the_refresh_holds_the_token_files_lock(tmp_path):
+    """Another process holding the lock makes the refresh wait, then read the file that process wrote."""
+    path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH})
+    script = (
+        "import fcntl, json, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(1.0)\n"
+        "open(sys.argv[2] + '.tmp', 'w').write(json.dumps({'access_token': 'cmdop_other', 'refresh_token': 'clitr_other'}))\n"
+        "os.replace(sys.argv[2] + '.tmp', sys.argv[2])\n"
+    )
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / ".token_prod.json.lock"), str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    calls = []
+    token, here = TokenStore(str(path), lock_timeout=20).refresh(ACCESS, lambda current: calls.append(1) or _answer("mine"))
+    holder.wait(timeout=20)
+    assert (token["access_token"], here, calls) == ("cmdop_other", False, [])
+
+
+def test_a_failed_grant_leaves_the_file_as_it_was(tmp_path):
+    original = {"access_token": ACCESS, "refresh_token": REFRESH, "expires_at": 5.0}
+    path = _write(tmp_path / "token_prod.json", original, 0o644)
+    data = path.read_bytes()
+
+    def refused(current):
+        raise RuntimeError("invalid_grant")
+
+    with pytest.raises(RuntimeError):
+        TokenStore(str(path)).refresh(ACCESS, refused)
+    assert path.read_bytes() == data
+
+
+def test_a_failed_write_keeps_the_old_token(tmp_path):
+    path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH})
+    data = path.read_bytes()
 
     def failing_move(src, dst):
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(FileError) as info:
-        save(str(path), {"access_token": ACCESS, "refresh_token": REFRESH}, failing_move)
-    assert ACCESS not in str(info.value) and REFRESH not in str(info.value)
-    assert path.read_text(encoding="utf-8") == '{"access_token": "old"}'
-    assert os.listdir(str(tmp_path)) == ["token_prod.json"]
+    with pytest.raises(FileError):
+        TokenStore(str(path), move=failing_move).refresh(ACCESS, lambda current: _answer("1"))
+    assert path.read_bytes() == data
+    assert sorted(os.listdir(tmp_path)) == [".token_prod.json.lock", "token_prod.json"]
 
 
-def test_normalized_drops_none_and_joins_scope():
-    token = {"access_token": ACCESS, "refresh_token": None, "scope": ("workspace:access", "x"), "expires_in": 3600, "flag": False, "empty": ""}
-    snapshot = copy.deepcopy(token)
-    assert normalized(token) == {"access_token": ACCESS, "scope": "workspace:access x", "expires_in": 3600, "flag": False, "empty": ""}
-    assert token == snapshot
+def test_a_symlinked_token_file_is_rewritten_where_it_points(tmp_path):
+    real = _write(tmp_path / "dotfiles-token.json", {"access_token": ACCESS, "refresh_token": REFRESH})
+    link = tmp_path / "token_prod.json"
+    link.symlink_to(real)
+    TokenStore(str(link)).refresh(ACCESS, lambda current: _answer("1"))
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert json.loads(real.read_text(encoding="utf-8"))["access_token"] == "cmdop_new_1"
 
 
-def test_normalized_keeps_a_scope_string_and_accepts_mappings():
-    token = types.MappingProxyType({"access_token": ACCESS, "scope": "workspace:access"})
-    assert normalized(token) == {"access_token": ACCESS, "scope": "workspace:access"}
-    assert normalized({"access_token": ACCESS, "scope": ["workspace:access"]})["scope"] == "workspace:access"
-    assert normalized({"access_token": ACCESS, "scope": []})["scope"] == ""
+def test_the_store_loads_and_registers_the_secrets(tmp_path):
+    path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH})
+    seen = []
+    assert TokenStore(str(path), on_secrets=seen.extend).load()["access_token"] == ACCESS
+    assert seen == [ACCESS, REFRESH]
+    assert TokenStore(str(tmp_path / "absent.json")).load() is None
+
+
+def test_refreshed_joins_a_scope_list_and_drops_none():
+    token = refreshed({"access_token": ACCESS}, {"access_token": "cmdop_n", "scope": ["workspace:access", "x"], "id_token": None}, 0.0)
+    assert token == {"access_token": "cmdop_n", "scope": "workspace:access x"}
