@@ -162,12 +162,14 @@ def _retry(retries: int, backoff_factor: float, methods: t.Iterable[str], status
     )
 
 
+SCRUBBED = "<secret>"  # not Ansible's "********", so a test can tell this masking from no_log's
+
+
 def scrub(text: t.Any, secrets: t.Iterable[str], limit: int = 300) -> str:
     """Text from elsewhere (a server, an exception), safe to show: secrets masked, control characters dropped, cut short."""
     text = str(text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
+    for secret in sorted((secret for secret in secrets if secret), key=len, reverse=True):
+        text = text.replace(secret, SCRUBBED)
     text = "".join(char if char.isprintable() else " " for char in text)
     return text if len(text) <= limit else text[:limit] + "..."
 

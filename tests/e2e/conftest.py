@@ -11,6 +11,8 @@ Fixtures:
   ansible_cli        (function) ansible_runner.run(tool, args, env=None)
   emulator_seed      (function) seed for the emulator: dict, path, or None (tests/emulator/seed-demo.json); override it
   emulator           (function) harness.Emulator started on a free port; .url, .admin(method, path, json=None)
+  api                (function) the module arguments that point at the emulator (api_url, retries 2, timeout 10)
+  targets            (function) clean_targets, by its short name
 """
 
 from __future__ import annotations
@@ -92,3 +94,14 @@ def emulator(emulator_seed: t.Any, tmp_path: Path) -> t.Iterator[Emulator]:
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture
+def api(emulator: Emulator) -> dict:
+    """The module arguments that point at the emulator."""
+    return {"api_url": emulator.url, "retries": 2, "timeout": 10}
+
+
+@pytest.fixture
+def targets(clean_targets: SshTargets) -> SshTargets:
+    return clean_targets

@@ -3,6 +3,7 @@ talking to the CMDOP emulator on 127.0.0.1. Each test states a rule users rely o
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import pwd
@@ -13,77 +14,26 @@ from pathlib import Path
 
 import pytest
 
-ALICE, BOB = "u-alice", "u-bob"
-TEAM_A = "6bf6a91b-8ab8-46b1-8c48-3eda706c2881"
-LAB = "16ac849e-69e6-46ce-9f03-d03bf4607a34"
-STAGING = "f31e1a56-b620-401e-a451-21714db18f85"
-BOB_PERSONAL = "34f7063f-00b4-48ef-acdd-17f5f1e7142e"
-LOCAL_KEY = "cmdop_live_local_only_secret_key_9f8e7d6c5b4a"
-TEAM_A_KEY = "cmdop_live_team_a_secret_key_0a1b2c3d4e5f"
-SEED_TEAM_A_KEY = "cmdop_live_bPYO1yaiN9rfdbmxvqd3RDeP2QGBE1Z2"  # the emulator's real key for Team A (seed-demo.json)
-FLEET_FILE = ".cmdop/ssh_workspaces.json"
-TOKEN_FILE = ".cmdop/token_prod.json"
-
-
-# ---- helpers ---------------------------------------------------------------
-
-
-def write_as(targets: t.Any, host: str, relpath: str, text: str, mode: int = 0o600) -> Path:
-    """Write a file in the host user's home, owned by that user, as cmdop login would."""
-    entry = pwd.getpwnam(targets.user(host))
-    path = Path(entry.pw_dir) / relpath
-    for folder in reversed(path.relative_to(entry.pw_dir).parents[:-1]):
-        directory = Path(entry.pw_dir) / folder
-        if not directory.exists():
-            directory.mkdir(mode=0o700)
-            os.chown(directory, entry.pw_uid, entry.pw_gid)
-    path.write_text(text, encoding="utf-8")
-    os.chown(path, entry.pw_uid, entry.pw_gid)
-    os.chmod(path, mode)
-    return path
-
-
-def login(emulator: t.Any, targets: t.Any, host: str, user: str, *, expires_in: int = 3600, refresh: bool = True) -> dict:
-    """Put a token file on the host, as `cmdop login` leaves it; returns the token."""
-    token = emulator.admin("POST", "tokens", {"user": user, "expires_in": expires_in})
-    token["expires_at"] = time.time() + expires_in
-    if not refresh:
-        token.pop("refresh_token", None)
-    write_as(targets, host, TOKEN_FILE, json.dumps(token, indent=2))
-    return token
-
-
-def fleet_path(targets: t.Any, host: str) -> Path:
-    return targets.home(host) / FLEET_FILE
-
-
-def read_fleets(targets: t.Any, host: str) -> dict:
-    return json.loads(fleet_path(targets, host).read_text(encoding="utf-8"))
-
-
-def entry(document: dict, name: str) -> dict:
-    matches = [item for item in document["workspaces"] if item["name"] == name]
-    assert len(matches) == 1, document
-    return matches[0]
-
-
-def sync_play(args: dict, hosts: str = "all", name: str = "sync") -> list:
-    return [{"hosts": hosts, "gather_facts": False, "tasks": [{"name": name, "cmdop.fleet.sync": args}]}]
-
-
-def api_requests(emulator: t.Any, path: str = "/api/") -> list:
-    return [item for item in emulator.admin("GET", "requests") if item["path"].startswith(path)]
-
-
-@pytest.fixture
-def api(emulator: t.Any) -> dict:
-    """The module arguments that point at the emulator."""
-    return {"api_url": emulator.url, "retries": 2, "timeout": 10}
-
-
-@pytest.fixture
-def targets(clean_targets: t.Any) -> t.Any:
-    return clean_targets
+from cmdop_helpers import (  # pylint: disable=unused-import
+    ALICE,
+    BOB,
+    BOB_PERSONAL,
+    FLEET_FILE,
+    LAB,
+    LOCAL_KEY,
+    SEED_TEAM_A_KEY,
+    STAGING,
+    TEAM_A,
+    TEAM_A_KEY,
+    TOKEN_FILE,
+    api_requests,
+    entry,
+    fleet_path,
+    login,
+    read_fleets,
+    sync_play,
+    write_as,
+)
 
 
 # ---- the happy path ----------------------------------------------------------
@@ -221,7 +171,7 @@ def test_last_synced_always_stamps_every_listed_entry(emulator, targets, invento
     for item in document["workspaces"]:
         item["last_synced_at"] = "2020-01-01T00:00:00Z"
     write_as(targets, "t1", FLEET_FILE, json.dumps(document, indent=2) + "\n")
-    unchanged = run_playbook(sync_play(api, hosts="t1"), inventory)
+    unchanged = run_playbook(sync_play(dict(api, last_synced="changed"), hosts="t1"), inventory)
     assert unchanged.task("sync", "t1")["changed"] is False
     always = run_playbook(sync_play(dict(api, last_synced="always"), hosts="t1"), inventory)
     assert always.task("sync", "t1")["changed"] is True
@@ -296,7 +246,8 @@ def test_expired_token_is_refreshed_and_the_rotated_pair_saved(emulator, targets
     saved = json.loads(token_path.read_text(encoding="utf-8"))
     assert saved["access_token"] != old["access_token"] and saved["refresh_token"] != old["refresh_token"]
     assert saved["access_token"].startswith("cmdop_") and saved["refresh_token"].startswith("clitr_")
-    assert saved["expires_at"] > time.time() and isinstance(saved["scope"], str)
+    assert isinstance(saved["expires_at"], str) and isinstance(saved["scope"], str)
+    assert time.time() < calendar.timegm(time.strptime(saved["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) <= time.time() + 3600
     assert oct(token_path.stat().st_mode & 0o777) == "0o600"
     assert token_path.stat().st_uid == pwd.getpwnam("cmdop-t1").pw_uid
     assert fleet_path(targets, "t1").exists() is (not check)
@@ -382,10 +333,11 @@ def test_corrupt_fleet_file_fails_and_is_left_as_it_was(emulator, targets, inven
 
 @pytest.mark.parametrize("fault, expected", [
     ({"status": 200, "body": "<html>not json</html>"}, "not JSON"),
-    ({"status": 200, "body": json.dumps({"results": []})}, "must be of type array"),
+    ({"status": 200, "body": json.dumps({"items": []})}, "must be of type array"),
+    ({"status": 200, "body": json.dumps({"results": "none", "next": None})}, "(page 1) is not valid: it has no list of results"),
     ({"status": 200, "body": json.dumps([{"id": "../../etc/passwd", "name": "x"}])}, "[0].id does not match"),
     ({"status": 200, "body": json.dumps([{"id": "a", "name": "A"}, {"id": "a", "name": "B"}])}, "repeats the id"),
-], ids=["not-json", "object", "hostile-id", "duplicate-ids"])
+], ids=["not-json", "object", "results-not-a-list", "hostile-id", "duplicate-ids"])
 def test_server_answer_of_the_wrong_shape(emulator, targets, inventory, run_playbook, api, fault, expected):
     login(emulator, targets, "t1", ALICE)
     emulator.admin("POST", "faults", dict(fault, path="/api/workspaces/workspaces/", count=1))
@@ -520,7 +472,9 @@ def test_a_hostile_server_cannot_echo_a_secret_into_the_message(emulator, target
     emulator.admin("POST", "faults", {"path": "/api/workspaces/workspaces/", "status": 400, "body": body, "count": 1})
     result = run_playbook(sync_play(api, hosts="t1"), inventory, verbosity=4)
     out = result.task("sync", "t1")
-    assert "answered 400" in out["msg"] and "bad token" in out["msg"]
+    assert "answered 400" in out["msg"]
+    # the module's own scrub masked it ("<secret>"), not only Ansible's no_log ("********") after it
+    assert "bad token <secret>" in out["msg"], out["msg"]
     assert token["access_token"] not in result.stdout + result.stderr + json.dumps(result.data)
 
 
