@@ -435,8 +435,8 @@ class CmdopClient:
                 detail = error_detail(response.json())
             except ValueError:
                 detail = ""
-            raise CmdopError("%s answered %d%s while refreshing the token, after retrying; the token was kept, try again later"
-                             % (url, status, ": %s" % scrub(detail, secrets) if detail else ""))
+            raise CmdopError("%s answered %d while refreshing the token%s, after retrying; the token was kept, try again later"
+                             % (url, status, " (%s)" % scrub(detail, secrets) if detail else ""))
         return response
 
     @contextlib.contextmanager

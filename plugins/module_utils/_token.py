@@ -77,14 +77,14 @@ def secrets(token: t.Optional[t.Mapping[str, t.Any]]) -> t.List[str]:
 
 
 def refreshed(previous: t.Mapping[str, t.Any], answer: t.Mapping[str, t.Any], now: float) -> dict:
-    """The token file after a refresh: the previous file's fields, in their order, updated from the token endpoint's answer.
+    """The token file after a refresh: the previous file's fields, each in its place, updated from the token endpoint's answer.
 
     - ``expires_at`` is ``now + expires_in`` as RFC 3339 UTC; an answer without
       ``expires_in`` has no known expiry, so the file then has no ``expires_at``.
     - An answer without a ``refresh_token`` keeps the previous one (the server did not rotate it).
     - ``scope`` is kept as one space-separated string; ``None`` values are dropped.
     """
-    result = {key: value for key, value in previous.items() if key not in ("expires_at", "expires_in")}
+    result = dict(previous)  # every field keeps its place; new ones come last
     for key, value in answer.items():
         if key == "expires_at" or value is None:
             continue  # oauthlib adds its own float expires_at; ours is computed below
@@ -94,6 +94,9 @@ def refreshed(previous: t.Mapping[str, t.Any], answer: t.Mapping[str, t.Any], no
     expires_in = answer.get("expires_in")
     if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
         result["expires_at"] = _timestamps.format_utc(now + float(expires_in))
+    else:
+        result.pop("expires_in", None)
+        result.pop("expires_at", None)
     return result
 
 

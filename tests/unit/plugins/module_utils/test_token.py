@@ -243,7 +243,7 @@ def test_refresh_writes_the_new_pair_0600_keeping_every_other_field_in_order(tmp
     token, here = store.refresh(ACCESS, lambda current: _answer("1", expires_at=before + 3600.0))
     saved = json.loads(path.read_text(encoding="utf-8"))
     assert here is True and token == saved
-    assert list(saved) == ["user_email", "access_token", "refresh_token", "workspace_id", "x_custom", "token_type", "expires_in", "expires_at"]
+    assert list(saved) == ["user_email", "access_token", "refresh_token", "expires_at", "workspace_id", "x_custom", "token_type", "expires_in"]
     assert saved["x_custom"] == {"k": [1]} and saved["workspace_id"] == "w-1"
     assert saved["access_token"] == "cmdop_new_1" and saved["refresh_token"] == "clitr_new_1"
     assert isinstance(saved["expires_at"], str) and saved["expires_at"].endswith("Z")
