@@ -10,6 +10,15 @@ OAuth is served by oauthlib's server side (``DeviceAuthorizationEndpoint``,
 ``TokenEndpoint`` with ``DeviceCodeGrant`` and ``RefreshTokenGrant``,
 ``BearerToken``); this module only implements the ``RequestValidator``.
 
+Settings (seed ``"settings": {...}`` and ``POST /_admin/settings``; see ``DEFAULT_SETTINGS``):
+
+- ``device_interval``, ``device_expires_in``, ``token_expires_in``: numbers of seconds.
+- ``fleets_page_size`` (int, default 0): 0 answers ``GET /api/workspaces/workspaces/`` with a plain
+  JSON array (the published schema); N > 0 answers Django REST framework ``PageNumberPagination``
+  pages ``{"count": C, "next": URL|null, "previous": URL|null, "results": [...]}`` of N fleets,
+  selected with ``?page=K`` (default 1; out of range: 404 ``{"detail": "Invalid page."}``). The
+  URLs are absolute, on the base URL the emulator printed, and keep the other query parameters.
+
 Run as a script::
 
     python tests/emulator/cmdop_emulator.py --seed SEED.json [--host 127.0.0.1] [--port 0]
@@ -67,10 +76,17 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 DEFAULT_TIMESTAMP = "2026-01-01T00:00:00Z"
-DEFAULT_SETTINGS: dict[str, float] = {
+DEFAULT_SETTINGS: dict[str, float | bool] = {
     "device_interval": 5,  # seconds a device must wait between polls (else slow_down)
     "device_expires_in": 600,  # lifetime of a device_code / user_code
     "token_expires_in": 3600,  # lifetime of access tokens issued by the token endpoint
+    "fleets_page_size": 0,  # 0: the fleet list is a plain array; N > 0: DRF pages of N fleets
+}
+SETTING_KINDS: dict[str, type | tuple[type, ...]] = {
+    "device_interval": (int, float),
+    "device_expires_in": (int, float),
+    "token_expires_in": (int, float),
+    "fleets_page_size": int,
 }
 PUBLIC_FLEET_FIELDS = ("id", "name", "slug", "type", "plan", "created_at")
 UPDATABLE_FLEET_FIELDS = ("name", "slug", "type", "plan", "created_at", "members", "api_keys")
@@ -225,11 +241,16 @@ def locked(method: t.Callable[..., T]) -> t.Callable[..., T]:
     return wrapper
 
 
+JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "an object", list: "an array"}
+
+
 def require(data: Json, key: str, kind: type | tuple[type, ...] = str) -> t.Any:
-    """``data[key]``, which must be present and of the given type (else 400)."""
+    """``data[key]``, which must be present and of the given type (else 400 naming the expected JSON type)."""
     value = data.get(key)
     if value is None or not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ApiError(400, "Missing or invalid %r." % key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(JSON_TYPE_NAMES.get(each, each.__name__) for each in kinds)
+        raise ApiError(400, "Missing or invalid %r (expected %s)." % (key, expected))
     return value
 
 
@@ -259,7 +280,7 @@ class Store:  # pylint: disable=too-many-public-methods
     def __init__(self, seed: Json) -> None:
         self.lock = threading.RLock()
         self.initial_seed: Json = json.loads(json.dumps(seed))
-        self.settings: dict[str, float] = dict(DEFAULT_SETTINGS)
+        self.settings: dict[str, float | bool] = dict(DEFAULT_SETTINGS)
         self.users: dict[str, Json] = {}
         self.fleets: dict[str, Json] = {}
         self.api_keys: dict[str, str] = {}  # key -> fleet id
@@ -298,11 +319,14 @@ class Store:  # pylint: disable=too-many-public-methods
 
     @locked
     def update_settings(self, settings: Json) -> None:
-        """Change timing settings (see ``DEFAULT_SETTINGS``)."""
+        """Change settings (see ``DEFAULT_SETTINGS``; each must be of its ``SETTING_KINDS`` type); all or none."""
         unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
         if unknown:
             raise ApiError(400, "Unknown setting(s): %s." % ", ".join(unknown))
-        self.settings.update({key: require(settings, key, (int, float)) for key in settings})
+        changes = {key: require(settings, key, SETTING_KINDS[key]) for key in settings}
+        if changes.get("fleets_page_size", 0) < 0:
+            raise ApiError(400, "'fleets_page_size' must be 0 (a plain array) or a page size > 0.")
+        self.settings.update(changes)
 
     @locked
     def add_user(self, user: Json) -> Json:
@@ -563,9 +587,7 @@ class Store:  # pylint: disable=too-many-public-methods
     def machine_page(self, fleet_ids: list[str], page: int, page_size: int) -> Json:
         """One page of the machines of the given fleets, in a stable order."""
         count = sum(len(self.machines[fleet_id]) for fleet_id in fleet_ids)
-        pages = max(1, -(-count // page_size))
-        if not 1 <= page <= pages:
-            raise ApiError(404, "Invalid page.")
+        pages = page_count(count, page, page_size)
         start = (page - 1) * page_size
         machines = chain.from_iterable(self.machines[fleet_id].values() for fleet_id in fleet_ids)
         return {
@@ -907,12 +929,50 @@ def oauth_error(exc: OAuth2Error) -> Response:
     return oauth_response(exc.status_code, exc.json, dict(exc.headers))
 
 
-def page_params(query: dict[str, str]) -> tuple[int, int]:
-    """``page`` and ``page_size`` from a query (page_size defaults to 50 and is clamped to 200)."""
+def page_number(query: dict[str, str]) -> int:
+    """``page`` from a query (default 1; not a number: 404 ``Invalid page.``)."""
     try:
-        page = int(query.get("page") or 1)
+        return int(query.get("page") or 1)
     except ValueError:
         raise ApiError(404, "Invalid page.") from None
+
+
+def page_count(count: int, page: int, page_size: int) -> int:
+    """How many pages ``count`` items make (at least one); 404 ``Invalid page.`` when ``page`` is not one of them."""
+    pages = max(1, -(-count // page_size))
+    if not 1 <= page <= pages:
+        raise ApiError(404, "Invalid page.")
+    return pages
+
+
+def page_link(req: HttpRequest, page: int) -> str:
+    """The absolute URL of another page of the list ``req`` asked for, as DRF builds it.
+
+    The other query parameters are kept (sorted by name); page 1 has no ``page`` parameter.
+    """
+    pairs = sorted((key, value) for key, value in parse_qsl(urlsplit(req.target).query, keep_blank_values=True)
+                   if key != "page")
+    if page > 1:
+        pairs = sorted(pairs + [("page", str(page))])
+    query = urlencode(pairs)
+    return req.base_url + req.path + ("?" + query if query else "")
+
+
+def drf_page(req: HttpRequest, items: list[Json], page: int, page_size: int) -> Json:
+    """Page ``page`` of ``items`` in Django REST framework ``PageNumberPagination`` form."""
+    pages = page_count(len(items), page, page_size)
+    start = (page - 1) * page_size
+    return {
+        "count": len(items),
+        "next": page_link(req, page + 1) if page < pages else None,
+        "previous": page_link(req, page - 1) if page > 1 else None,
+        "results": items[start:start + page_size],
+    }
+
+
+def page_params(query: dict[str, str]) -> tuple[int, int]:
+    """``page`` and ``page_size`` from a query (page_size defaults to 50 and is clamped to 200)."""
+    page = page_number(query)
     try:
         page_size = int(query.get("page_size") or DEFAULT_PAGE_SIZE)
     except ValueError:
@@ -1015,11 +1075,23 @@ class Emulator:
         return credential
 
     def list_fleets(self, req: HttpRequest) -> Response:
-        """``GET /api/workspaces/workspaces/`` (OAuth only)."""
+        """``GET /api/workspaces/workspaces/`` (OAuth only): the user's fleets in the order they were added.
+
+        With the ``fleets_page_size`` setting 0 (the default) a plain JSON array, as the published schema
+        says. With N > 0, Django REST framework ``PageNumberPagination`` pages of N fleets:
+        ``{"count", "next", "previous", "results"}``, ``?page=K`` (default 1, out of range or not a
+        number: 404 ``{"detail": "Invalid page."}``); ``next``/``previous`` are absolute URLs on the
+        emulator's base URL, or null.
+        """
         credential = self._authenticated(req)
         if credential.kind == "api_key":
             raise ApiError(403, "API keys cannot list workspaces; use OAuth")
-        return json_response(200, self.store.fleets_of(credential.user))
+        with self.store.lock:
+            fleets = self.store.fleets_of(credential.user)
+            page_size = int(self.store.settings["fleets_page_size"])
+        if page_size <= 0:
+            return json_response(200, fleets)
+        return json_response(200, drf_page(req, fleets, page_number(req.query), page_size))
 
     def list_machines(self, req: HttpRequest) -> Response:
         """``GET /api/machines/machines/`` (paginated)."""
@@ -1119,7 +1191,10 @@ class Emulator:
         return json_response(200, {"seconds": self.store.set_latency(require(req.json(), "seconds", (int, float)))})
 
     def admin_settings(self, req: HttpRequest) -> Response:
-        """``POST /_admin/settings`` {device_interval?, device_expires_in?, token_expires_in?}."""
+        """``POST /_admin/settings`` {device_interval?, device_expires_in?, token_expires_in?, fleets_page_size?}.
+
+        Answers all settings. An unknown name or a value of the wrong type is a 400 and changes nothing.
+        """
         self.store.update_settings(req.json())
         return json_response(200, dict(self.store.settings))
 

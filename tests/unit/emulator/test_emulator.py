@@ -115,6 +115,75 @@ def test_fleets_with_oauth(emu: Emu) -> None:
     assert [fleet["id"] for fleet in emu.get("/api/workspaces/workspaces/", BOB_TOKEN).json()] == [FLEET_A, FLEET_BOB]
 
 
+def add_fleets(emu: Emu, count: int) -> list[str]:
+    """Add ``count`` more fleets with Alice as a member; returns their ids."""
+    ids = ["f-extra-%02d" % index for index in range(count)]
+    for fleet_id in ids:
+        emu.admin("POST", "fleets", {"id": fleet_id, "name": fleet_id, "members": ["u-alice"]}, expect=201)
+    return ids
+
+
+def test_fleets_paginated_drf_style(emu: Emu) -> None:
+    extra = add_fleets(emu, 3)
+    plain = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).json()
+    assert isinstance(plain, list) and len(plain) == 5
+    assert emu.admin("POST", "settings", {"fleets_page_size": 2})["fleets_page_size"] == 2
+    url = emu.base_url + "/api/workspaces/workspaces/"
+    pages = [emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).json()]
+    pages += [emu.get("/api/workspaces/workspaces/", ALICE_TOKEN, page=n).json() for n in (2, 3)]
+    assert all(set(page) == {"count", "next", "previous", "results"} for page in pages)
+    assert [page["count"] for page in pages] == [5, 5, 5]
+    assert [(page["previous"], page["next"]) for page in pages] == [
+        (None, url + "?page=2"), (url, url + "?page=3"), (url + "?page=2", None)]
+    assert [fleet for page in pages for fleet in page["results"]] == plain
+    assert [fleet["id"] for fleet in plain] == [FLEET_A, FLEET_B] + extra
+    for page in (0, 4, "x"):
+        response = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN, page=page)
+        assert (response.status_code, response.json()) == (404, {"detail": "Invalid page."})
+
+
+def test_fleet_page_links_follow_and_keep_the_query(emu: Emu) -> None:
+    add_fleets(emu, 1)
+    emu.admin("POST", "settings", {"fleets_page_size": 1})
+    response = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN, search="", ordering="name")
+    seen = []
+    while True:
+        body = response.json()
+        seen += [fleet["id"] for fleet in body["results"]]
+        if body["next"] is None:
+            break
+        assert body["next"].startswith(emu.base_url + "/api/workspaces/workspaces/?ordering=name&page=")
+        response = emu.session.get(body["next"], headers={"Authorization": "Bearer " + ALICE_TOKEN}, timeout=10)
+    assert seen == [FLEET_A, FLEET_B, "f-extra-00"]
+    assert body["previous"] == emu.base_url + "/api/workspaces/workspaces/?ordering=name&page=2&search="
+
+
+def test_fleet_pages_empty_list_and_seed_setting() -> None:
+    seed = make_seed()
+    seed["settings"]["fleets_page_size"] = 10
+    seed["users"].append({"id": "u-carol"})
+    server, base_url = cmdop_emulator.start_in_thread(seed)
+    client = Emu(base_url)
+    try:
+        token = client.admin("POST", "tokens", {"user": "u-carol"}, expect=201)["access_token"]
+        assert client.get("/api/workspaces/workspaces/", token).json() == {"count": 0, "next": None, "previous": None, "results": []}
+        assert client.get("/api/workspaces/workspaces/", token, page=2).status_code == 404
+        alice = client.get("/api/workspaces/workspaces/", ALICE_TOKEN).json()
+        assert (alice["count"], len(alice["results"]), alice["next"]) == (2, 2, None)
+    finally:
+        client.close()
+        server.shutdown()
+
+
+@pytest.mark.parametrize("settings", [{"fleets_page_size": -1}, {"fleets_page_size": 1.5}, {"fleets_page_size": True},
+                                      {"fleets_page_size": "2"}, {"no_such_setting": 1}])
+def test_bad_settings_are_refused_and_change_nothing(emu: Emu, settings: dict[str, t.Any]) -> None:
+    response = emu.session.post(emu.base_url + "/_admin/settings", json=dict(settings, device_interval=9), timeout=10)
+    assert response.status_code == 400 and response.json()["detail"]
+    assert emu.admin("GET", "state")["settings"]["device_interval"] == 0
+    assert isinstance(emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).json(), list)
+
+
 def test_fleets_refused_to_api_key(emu: Emu) -> None:
     response = emu.get("/api/workspaces/workspaces/", KEY_A)
     assert response.status_code == 403
