@@ -18,6 +18,10 @@ Settings (seed ``"settings": {...}`` and ``POST /_admin/settings``; see ``DEFAUL
   pages ``{"count": C, "next": URL|null, "previous": URL|null, "results": [...]}`` of N fleets,
   selected with ``?page=K`` (default 1; out of range: 404 ``{"detail": "Invalid page."}``). The
   URLs are absolute, on the base URL the emulator printed, and keep the other query parameters.
+- ``token_expires_in_omitted`` (bool, default false): when true, the token endpoint's answers (device
+  code and refresh grants) and ``POST /_admin/tokens`` leave out ``expires_in``; the token still
+  expires ``token_expires_in`` seconds after it was issued. ``POST /_admin/tokens`` also takes
+  ``"omit_expires_in": true|false`` for one token, whatever the setting.
 
 Run as a script::
 
@@ -81,12 +85,14 @@ DEFAULT_SETTINGS: dict[str, float | bool] = {
     "device_expires_in": 600,  # lifetime of a device_code / user_code
     "token_expires_in": 3600,  # lifetime of access tokens issued by the token endpoint
     "fleets_page_size": 0,  # 0: the fleet list is a plain array; N > 0: DRF pages of N fleets
+    "token_expires_in_omitted": False,  # token answers leave out expires_in (tokens still expire)
 }
 SETTING_KINDS: dict[str, type | tuple[type, ...]] = {
     "device_interval": (int, float),
     "device_expires_in": (int, float),
     "token_expires_in": (int, float),
     "fleets_page_size": int,
+    "token_expires_in_omitted": bool,
 }
 PUBLIC_FLEET_FIELDS = ("id", "name", "slug", "type", "plan", "created_at")
 UPDATABLE_FLEET_FIELDS = ("name", "slug", "type", "plan", "created_at", "members", "api_keys")
@@ -801,7 +807,11 @@ class CmdopRequestValidator(RequestValidator):
         return list(record["scopes"]) if record else []
 
     def save_bearer_token(self, token, request, *args, **kwargs):
-        """Store the token pair, retire what it replaces, and add the CMDOP identity fields to the response."""
+        """Store the token pair, retire what it replaces, and add the CMDOP identity fields to the response.
+
+        ``expires_in`` leaves the response (not the stored expiry) when ``request.omit_expires_in`` says so,
+        or, when that is unset, when the ``token_expires_in_omitted`` setting is true.
+        """
         if request.grant_type == DEVICE_GRANT_TYPE:
             self.store.device(request.device_code)["status"] = "used"
         elif request.grant_type == REFRESH_GRANT_TYPE and token.get("refresh_token") != request.refresh_token:
@@ -815,6 +825,9 @@ class CmdopRequestValidator(RequestValidator):
             "expires_at": time.time() + token["expires_in"],
         })
         token.update(self.store.identity(request.user, request.workspace))
+        omit_expires_in = vars(request).get("omit_expires_in")  # set by mint(); never a request parameter
+        if self.store.settings["token_expires_in_omitted"] if omit_expires_in is None else omit_expires_in:
+            del token["expires_in"]
 
 
 class OAuthService:
@@ -838,7 +851,7 @@ class OAuthService:
         self.token_endpoint.catch_errors = True
 
     def _expires_in(self, request: OAuthRequest) -> int:
-        expires_in = getattr(request, "token_expires_in", None)
+        expires_in = vars(request).get("token_expires_in")  # set by mint(); getattr would read request parameters
         return int(self.store.settings["token_expires_in"] if expires_in is None else expires_in)
 
     def _device_endpoint(self) -> DeviceAuthorizationEndpoint:
@@ -878,11 +891,15 @@ class OAuthService:
             return oauth_error(exc)
         return oauth_response(status, body, headers)
 
-    def mint(self, user_id: str, workspace: str | None, expires_in: int | None) -> Json:
-        """Issue a token pair directly (admin API), through the same token handler and validator."""
+    def mint(self, user_id: str, workspace: str | None, expires_in: int | None, omit_expires_in: bool | None = None) -> Json:
+        """Issue a token pair directly (admin API), through the same token handler and validator.
+
+        ``omit_expires_in`` None follows the ``token_expires_in_omitted`` setting.
+        """
         request = OAuthRequest(self.verification_uri)
         grant_to(request, user_id, workspace)
         request.token_expires_in = expires_in
+        request.omit_expires_in = omit_expires_in
         with self.store.lock:
             token = self.bearer.create_token(request, refresh_token=True)
             self.validator.save_token(token, request)
@@ -1147,11 +1164,16 @@ class Emulator:
         return json_response(200, {"deleted": machine_id})
 
     def admin_mint_token(self, req: HttpRequest) -> Response:
-        """``POST /_admin/tokens`` {user, expires_in?, workspace?}: a full token response."""
+        """``POST /_admin/tokens`` {user, expires_in?, workspace?, omit_expires_in?}: a full token response.
+
+        ``omit_expires_in`` (bool) leaves ``expires_in`` out of this answer (the token still expires after
+        ``expires_in`` seconds); absent or null, the ``token_expires_in_omitted`` setting decides.
+        """
         body = req.json()
         user_id = require(body, "user")
         workspace = self.store.token_workspace(user_id, body)
-        return json_response(201, self.oauth.mint(user_id, workspace, optional(body, "expires_in", int)))
+        omit_expires_in = optional(body, "omit_expires_in", bool)
+        return json_response(201, self.oauth.mint(user_id, workspace, optional(body, "expires_in", int), omit_expires_in))
 
     def admin_expire_token(self, req: HttpRequest) -> Response:
         """``POST /_admin/tokens/expire`` {access_token}."""
@@ -1191,7 +1213,8 @@ class Emulator:
         return json_response(200, {"seconds": self.store.set_latency(require(req.json(), "seconds", (int, float)))})
 
     def admin_settings(self, req: HttpRequest) -> Response:
-        """``POST /_admin/settings`` {device_interval?, device_expires_in?, token_expires_in?, fleets_page_size?}.
+        """``POST /_admin/settings`` {device_interval?, device_expires_in?, token_expires_in?, fleets_page_size?,
+        token_expires_in_omitted?}.
 
         Answers all settings. An unknown name or a value of the wrong type is a 400 and changes nothing.
         """

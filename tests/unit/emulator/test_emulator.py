@@ -359,6 +359,34 @@ def test_minted_and_expired_tokens(emu: Emu) -> None:
     assert emu.get("/api/machines/machines/", short["access_token"]).status_code == 401
 
 
+def test_token_answers_without_expires_in(emu: Emu) -> None:
+    emu.admin("POST", "settings", {"token_expires_in_omitted": True, "token_expires_in": 2})
+    device = start_device_flow(emu)
+    emu.admin("POST", "device/approve", {"user_code": device["user_code"], "user": "u-alice"})
+    granted = poll(emu, device["device_code"]).json()
+    refreshed = refresh(emu, ALICE_REFRESH).json()
+    minted = emu.admin("POST", "tokens", {"user": "u-alice"}, expect=201)
+    for token in (granted, refreshed, minted):
+        assert "expires_in" not in token and token["access_token"].startswith("cmdop_"), token
+        assert token["workspace_id"] == FLEET_A and token["token_type"] == "Bearer"
+    assert "expires_in" in emu.admin("POST", "tokens", {"user": "u-alice", "omit_expires_in": False}, expect=201)
+    assert emu.get("/api/workspaces/workspaces/", refreshed["access_token"]).status_code == 200
+    time.sleep(2.1)
+    for token in (granted, refreshed, minted):
+        assert emu.get("/api/workspaces/workspaces/", token["access_token"]).status_code == 401
+
+
+def test_minted_token_without_expires_in_per_call(emu: Emu) -> None:
+    token = emu.admin("POST", "tokens", {"user": "u-alice", "omit_expires_in": True, "expires_in": 0}, expect=201)
+    assert "expires_in" not in token and token["refresh_token"].startswith("clitr_")
+    assert emu.get("/api/workspaces/workspaces/", token["access_token"]).status_code == 401
+    assert refresh(emu, token["refresh_token"]).json()["expires_in"] == 3600
+    emu.admin("POST", "tokens", {"user": "u-alice", "omit_expires_in": "yes"}, expect=400)
+    sneaky = emu.oauth("token", {"grant_type": "refresh_token", "refresh_token": ALICE_REFRESH, "omit_expires_in": "1",
+                                 "token_expires_in": "5"}).json()
+    assert sneaky["expires_in"] == 3600
+
+
 def test_fault_429_then_success(emu: Emu) -> None:
     emu.admin("POST", "faults", {"path": "/api/workspaces/", "status": 429, "retry_after": 2}, expect=201)
     limited = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN)
