@@ -50,7 +50,7 @@ import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import chain, islice
+from itertools import chain
 from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -114,6 +114,11 @@ MACHINE_DEFAULTS: Json = {
     "cpu_count": 2,
     "total_ram_bytes": 4294967296,
 }
+MACHINE_ORDERING_FIELDS = frozenset((
+    "id", "workspace", "workspace_name", "name", "hostname", "os", "os_version", "kernel_version", "architecture",
+    "device_type", "status", "is_online", "heartbeat_age_seconds", "last_seen", "created_at", "agent_version",
+    "has_shell", "public_ip", "username", "is_root", "home_dir", "cpu_count", "total_ram_bytes",
+))  # ours: which fields CMDOP accepts in ?ordering= is unpublished
 DETAIL_NO_CREDENTIALS = "Authentication credentials were not provided."
 DETAIL_INVALID_TOKEN = "Invalid token."
 DETAIL_EXPIRED_TOKEN = "Token has expired."
@@ -590,12 +595,22 @@ class Store:  # pylint: disable=too-many-public-methods
         return [fleet["id"] for fleet in self.fleets.values() if credential.user in fleet["members"]]
 
     @locked
-    def machine_page(self, fleet_ids: list[str], page: int, page_size: int) -> Json:
-        """One page of the machines of the given fleets, in a stable order."""
+    def machine_page(self, fleet_ids: list[str], page: int, page_size: int,
+                     ordering: t.Sequence[tuple[str, bool]] = ()) -> Json:
+        """One page of the machines of the given fleets, sorted by ``ordering`` (``(field, descending)`` pairs).
+
+        Without an ordering the machines come in the order of their ``id`` across all the fleets, like rows
+        of a table with a UUID primary key read without ORDER BY: a machine added later can land on any page.
+        """
         count = sum(len(self.machines[fleet_id]) for fleet_id in fleet_ids)
         pages = page_count(count, page, page_size)
         start = (page - 1) * page_size
-        machines = chain.from_iterable(self.machines[fleet_id].values() for fleet_id in fleet_ids)
+        machines = sorted(chain.from_iterable(self.machines[fleet_id].values() for fleet_id in fleet_ids),
+                          key=lambda machine: machine["id"])
+        if ordering:
+            results = sort_by_fields([self._machine_view(machine) for machine in machines], ordering)[start:start + page_size]
+        else:
+            results = [self._machine_view(machine) for machine in machines[start:start + page_size]]
         return {
             "count": count,
             "page": page,
@@ -605,7 +620,7 @@ class Store:  # pylint: disable=too-many-public-methods
             "has_previous": page > 1,
             "next_page": page + 1 if page < pages else None,
             "previous_page": page - 1 if page > 1 else None,
-            "results": [self._machine_view(machine) for machine in islice(machines, start, start + page_size)],
+            "results": results,
         }
 
     @locked
@@ -987,6 +1002,24 @@ def drf_page(req: HttpRequest, items: list[Json], page: int, page_size: int) -> 
     }
 
 
+def ordering_terms(ordering: str, fields: t.Collection[str]) -> list[tuple[str, bool]]:
+    """``(field, descending)`` pairs from an ``ordering`` parameter such as ``created_at,-id``.
+
+    As DRF's ``OrderingFilter``: terms are comma-separated and stripped, ``-`` means descending, and
+    terms whose field is not in ``fields`` are dropped.
+    """
+    terms = [term.strip() for term in ordering.split(",")]
+    return [(term.lstrip("-"), term.startswith("-")) for term in terms if term.lstrip("-") in fields]
+
+
+def sort_by_fields(items: list[Json], ordering: t.Sequence[tuple[str, bool]]) -> list[Json]:
+    """``items`` sorted by several fields (stable; nulls last ascending, first descending, as PostgreSQL)."""
+    result = list(items)
+    for name, descending in reversed(ordering):
+        result.sort(key=lambda item, name=name: (item.get(name) is None, item.get(name)), reverse=descending)
+    return result
+
+
 def page_params(query: dict[str, str]) -> tuple[int, int]:
     """``page`` and ``page_size`` from a query (page_size defaults to 50 and is clamped to 200)."""
     page = page_number(query)
@@ -1111,10 +1144,15 @@ class Emulator:
         return json_response(200, drf_page(req, fleets, page_number(req.query), page_size))
 
     def list_machines(self, req: HttpRequest) -> Response:
-        """``GET /api/machines/machines/`` (paginated)."""
+        """``GET /api/machines/machines/`` (paginated ``?page=N&page_size=M``, ``?ordering=f1,-f2``).
+
+        ``ordering`` works as DRF's ``OrderingFilter``: comma-separated fields of ``MACHINE_ORDERING_FIELDS``,
+        ``-`` for descending, unknown names ignored. Without one, machines come in ``id`` order.
+        """
         fleet_ids = self.store.visible_fleets(self._authenticated(req))
         page, page_size = page_params(req.query)
-        return json_response(200, self.store.machine_page(fleet_ids, page, page_size))
+        ordering = ordering_terms(req.query.get("ordering", ""), MACHINE_ORDERING_FIELDS)
+        return json_response(200, self.store.machine_page(fleet_ids, page, page_size, ordering))
 
     def get_machine(self, req: HttpRequest, machine_id: str) -> Response:
         """``GET /api/machines/machines/{id}/``."""

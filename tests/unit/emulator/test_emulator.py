@@ -230,6 +230,41 @@ def test_empty_fleet_has_one_empty_page(emu: Emu) -> None:
     assert (page["count"], page["pages"], page["results"], page["has_next"]) == (0, 1, [], False)
 
 
+def machine_ids(emu: Emu, credential: str, **params: t.Any) -> list[str]:
+    """The ids of one page of machines."""
+    response = emu.get("/api/machines/machines/", credential, **params)
+    assert response.status_code == 200, response.text
+    return [m["id"] for m in response.json()["results"]]
+
+
+def test_machines_come_in_id_order_across_fleets(emu: Emu) -> None:
+    emu.admin("POST", "machines", {"id": "m-0a-01b", "workspace": FLEET_B, "name": "late"}, expect=201)
+    emu.admin("POST", "machines", {"id": "a-first", "workspace": FLEET_A, "name": "later"}, expect=201)
+    everything = ["a-first", "m-0a-00", "m-0a-01", "m-0a-01b", "m-0a-02", "m-0a-03", "m-0a-04", "m-0b-00"]
+    assert machine_ids(emu, ALICE_TOKEN) == everything
+    assert machine_ids(emu, ALICE_TOKEN, page=1, page_size=3) + machine_ids(emu, ALICE_TOKEN, page=2, page_size=3) == everything[:6]
+    assert machine_ids(emu, KEY_B) == ["m-0a-01b", "m-0b-00"]
+
+
+def test_machine_ordering(emu: Emu) -> None:
+    created = {"m-0a-00": "2026-03-01T00:00:00Z", "m-0a-01": "2026-01-01T00:00:00Z", "m-0a-02": "2026-02-01T00:00:00Z",
+               "m-0a-03": "2026-01-01T00:00:00Z", "m-0a-04": "2026-02-01T00:00:00Z"}
+    emu.admin("POST", "reset", {"seed": dict(make_seed(), machines=[
+        machine(FLEET_A, int(machine_id[-2:]), created_at=stamp, name="n%d" % (5 - int(machine_id[-2:])),
+                public_ip="192.0.2.%d" % int(machine_id[-2:]) if machine_id in ("m-0a-01", "m-0a-03") else None)
+        for machine_id, stamp in created.items()])})
+    assert machine_ids(emu, KEY_A, ordering="created_at,id") == ["m-0a-01", "m-0a-03", "m-0a-02", "m-0a-04", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering=" created_at , -id ") == ["m-0a-03", "m-0a-01", "m-0a-04", "m-0a-02", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="-created_at,id") == ["m-0a-00", "m-0a-02", "m-0a-04", "m-0a-01", "m-0a-03"]
+    assert machine_ids(emu, KEY_A, ordering="created_at,id", page=2, page_size=2) == ["m-0a-02", "m-0a-04"]
+    assert machine_ids(emu, KEY_A, ordering="no_such_field,name") == ["m-0a-04", "m-0a-03", "m-0a-02", "m-0a-01", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="name") == ["m-0a-04", "m-0a-03", "m-0a-02", "m-0a-01", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="no_such_field,,-") == ["m-0a-00", "m-0a-01", "m-0a-02", "m-0a-03", "m-0a-04"]
+    assert machine_ids(emu, KEY_A, ordering="public_ip,id") == ["m-0a-01", "m-0a-03", "m-0a-00", "m-0a-02", "m-0a-04"]
+    assert machine_ids(emu, KEY_A, ordering="-public_ip,id") == ["m-0a-00", "m-0a-02", "m-0a-04", "m-0a-03", "m-0a-01"]
+    assert emu.admin("GET", "requests")[-1]["query"] == {"ordering": "-public_ip,id"}
+
+
 def test_machine_fields_and_defaults(emu: Emu) -> None:
     results = emu.get("/api/machines/machines/", KEY_B).json()["results"]
     assert len(results) == 1
