@@ -265,6 +265,14 @@ def test_machine_ordering(emu: Emu) -> None:
     assert emu.admin("GET", "requests")[-1]["query"] == {"ordering": "-public_ip,id"}
 
 
+def test_machine_ordering_by_numbers_and_only_by_known_fields(emu: Emu) -> None:
+    emu.admin("POST", "machines", {"id": "m-0a-05", "workspace": FLEET_A, "name": "big", "cpu_count": 16, "local_ips": ["10.0.0.1"]})
+    emu.admin("POST", "machines", {"id": "m-0a-06", "workspace": FLEET_A, "name": "small", "cpu_count": 9, "local_ips": ["10.0.0.0"]})
+    assert machine_ids(emu, KEY_A, ordering="-cpu_count,id")[:3] == ["m-0a-05", "m-0a-06", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="cpu_count,-id")[-3:] == ["m-0a-00", "m-0a-06", "m-0a-05"]
+    assert machine_ids(emu, KEY_A, ordering="local_ips")[-2:] == ["m-0a-05", "m-0a-06"]  # not an ordering field: ignored
+
+
 def test_machine_fields_and_defaults(emu: Emu) -> None:
     results = emu.get("/api/machines/machines/", KEY_B).json()["results"]
     assert len(results) == 1
