@@ -23,6 +23,25 @@ Settings (seed ``"settings": {...}`` and ``POST /_admin/settings``; see ``DEFAUL
   expires ``token_expires_in`` seconds after it was issued. ``POST /_admin/tokens`` also takes
   ``"omit_expires_in": true|false`` for one token, whatever the setting.
 
+Faults (``POST /_admin/faults``, one JSON object; ``GET`` lists them, ``DELETE`` drops them all). Each
+public API request takes the first queued fault whose ``path`` is a prefix of the request path:
+
+- ``path`` (default ``/``), ``count`` (default 1): the next ``count`` matching requests take the fault.
+- ``skip`` (default 0): the first ``skip`` matching requests pass the fault by untouched (and may take
+  a later fault); ``"skip": 1`` means "on the 2nd matching request".
+- ``status``, ``body`` (a string sent as is), ``content_type`` (of ``body``; default
+  ``application/json``), ``headers`` (an object of extra response headers, e.g. a non-numeric
+  ``Retry-After`` or a ``Location``; they win over the others), ``retry_after`` (int seconds; a 429
+  without one gets ``Retry-After: 1``): with a status or a body the fault replaces the answer
+  (status alone: ``{"detail": "Injected fault (HTTP N)."}``; body alone: status 200). ``headers``
+  without a status or body are added to the real answer.
+- ``delay`` (seconds): wait before answering.
+- ``add_machine`` (a machine object as ``POST /_admin/machines`` takes; checked and given an ``id``
+  when queued) and ``delete_machine`` (a machine id): change the fleet when the fault is taken,
+  before that request is answered; with no status or body the request then gets its real answer,
+  which already shows the change. Such a fault needs ``count`` 1. If the change is no longer possible
+  when taken, that request is answered 500 with a detail saying why.
+
 Run as a script::
 
     python tests/emulator/cmdop_emulator.py --seed SEED.json [--host 127.0.0.1] [--port 0]
@@ -211,30 +230,129 @@ class Credential:
     expired: bool = False
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+FRAMING_HEADERS = frozenset(("content-length", "transfer-encoding", "connection"))  # the server writes these
+
+
+def set_headers(response: Response, headers: t.Mapping[str, str]) -> None:
+    """Set headers on a response, replacing any of the same name in another letter case."""
+    for name, value in headers.items():
+        for existing in [key for key in response.headers if key.lower() == name.lower()]:
+            del response.headers[existing]
+        response.headers[name] = value
+
+
+def header_map(data: Json, key: str) -> dict[str, str]:
+    """``data[key]`` as extra response headers: an object of header names to strings (or integers)."""
+    headers = optional(data, key, dict, {})
+    checked = {}
+    for name, value in headers.items():
+        if not HEADER_NAME.fullmatch(name) or name.lower() in FRAMING_HEADERS:
+            raise ApiError(400, "%r: %r is not a header a fault can set." % (key, name))
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or "\r" in str(value) or "\n" in str(value):
+            raise ApiError(400, "%r: the value of %r must be a one-line string." % (key, name))
+        checked[name] = str(value)
+    return checked
+
+
 @dataclass
-class Fault:
-    """An injected failure for the next ``count`` requests whose path starts with ``path``."""
+class Fault:  # pylint: disable=too-many-instance-attributes
+    """An injected fault for the next ``count`` requests whose path starts with ``path``, after ``skip`` of them.
+
+    It may replace the answer (``status``, ``body`` with ``content_type``, ``headers``, ``retry_after``),
+    delay it (``delay``), add headers to the real answer (``headers`` alone), and change the fleet
+    before the request is answered (``add_machine``, ``delete_machine``).
+    """
 
     path: str
     count: int = 1
+    skip: int = 0
     status: int | None = None
     body: str | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     retry_after: int | None = None
     delay: float = 0.0
+    add_machine: Json | None = None
+    delete_machine: str | None = None
+
+    FIELDS: t.ClassVar[tuple[str, ...]] = (
+        "path", "count", "skip", "status", "body", "content_type", "headers", "retry_after", "delay",
+        "add_machine", "delete_machine",
+    )
+
+    @classmethod
+    def from_json(cls, data: Json) -> Fault:
+        """A fault from its admin API form, checked (400 with a detail saying what is wrong)."""
+        unknown = sorted(set(data) - set(cls.FIELDS))
+        if unknown:
+            raise ApiError(400, "Unknown fault field(s): %s (known: %s)." % (", ".join(unknown), ", ".join(cls.FIELDS)))
+        fault = cls(
+            path=optional(data, "path", str, "/"),
+            count=optional(data, "count", int, 1),
+            skip=optional(data, "skip", int, 0),
+            status=optional(data, "status", int),
+            body=optional(data, "body", str),
+            content_type=optional(data, "content_type", str),
+            headers=header_map(data, "headers"),
+            retry_after=optional(data, "retry_after", int),
+            delay=float(optional(data, "delay", (int, float), 0.0)),
+            add_machine=optional(data, "add_machine", dict),
+            delete_machine=optional(data, "delete_machine", str),
+        )
+        fault.check()
+        if fault.status == 429 and fault.retry_after is None and not any(
+                name.lower() == "retry-after" for name in fault.headers):
+            fault.retry_after = 1
+        return fault
+
+    def check(self) -> None:
+        """Refuse a fault that is inconsistent or would do nothing."""
+        problems = [
+            (not self.path.startswith("/") or self.path.startswith("/_admin"),
+             "'path' must start with '/' and name the public API (the admin API is never faulted)."),
+            (self.count < 1, "'count' must be >= 1."),
+            (self.skip < 0, "'skip' must be >= 0."),
+            (self.status is not None and not 100 <= self.status <= 599, "'status' must be an HTTP status (100-599)."),
+            (self.delay < 0, "'delay' must be >= 0."),
+            (self.retry_after is not None and self.retry_after < 0, "'retry_after' must be >= 0."),
+            (self.content_type is not None and (self.body is None or not self.content_type.strip()
+                                                or "\r" in self.content_type or "\n" in self.content_type),
+             "'content_type' is the media type of 'body': give a 'body' and a one-line 'content_type'."),
+            (self.churns and self.count != 1,
+             "'add_machine' and 'delete_machine' change the fleet once: use count 1 (one fault per change)."),
+            (not (self.responds or self.delay > 0 or self.headers or self.churns),
+             "A fault needs a status, a body, a delay, headers, add_machine or delete_machine."),
+        ]
+        for failed, detail in problems:
+            if failed:
+                raise ApiError(400, detail)
 
     @property
     def responds(self) -> bool:
-        """True when the fault replaces the answer (not only delays it)."""
+        """True when the fault replaces the answer (not only delays it or changes the fleet)."""
         return self.status is not None or self.body is not None
+
+    @property
+    def churns(self) -> bool:
+        """True when the fault adds or deletes a machine."""
+        return self.add_machine is not None or self.delete_machine is not None
 
     def response(self) -> Response:
         """The answer that replaces the normal one."""
         status = self.status if self.status is not None else 200
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
         if self.body is not None:
-            headers["Content-Type"] = "application/json"
-            return Response(status, self.body.encode("utf-8"), headers)
-        return json_response(status, {"detail": "Injected fault (HTTP %d)." % status}, headers)
+            response = Response(status, self.body.encode("utf-8"), {"Content-Type": self.content_type or "application/json"})
+        else:
+            response = json_response(status, {"detail": "Injected fault (HTTP %d)." % status})
+        self.add_headers(response)
+        return response
+
+    def add_headers(self, response: Response) -> None:
+        """Set ``Retry-After`` (from ``retry_after``) and ``headers`` on a response; ``headers`` win."""
+        if self.retry_after is not None:
+            set_headers(response, {"Retry-After": str(self.retry_after)})
+        set_headers(response, self.headers)
 
     def as_dict(self) -> Json:
         """JSON form, for the admin API."""
@@ -396,16 +514,19 @@ class Store:  # pylint: disable=too-many-public-methods
     @locked
     def add_machine(self, machine: Json) -> Json:
         """Add a machine to the fleet named by its ``workspace`` field; returns it as the API shows it."""
-        fleet_id = require(machine, "workspace")
-        self._fleet(fleet_id)
+        stored = self._new_machine(machine)
+        self.machines[stored["workspace"]][stored["id"]] = stored
+        self.machine_fleet[stored["id"]] = stored["workspace"]
+        return self._machine_view(stored)
+
+    def _new_machine(self, machine: Json) -> Json:
+        """The record ``add_machine`` would store (with an ``id``, generated if absent), checked against the state."""
+        self._fleet(require(machine, "workspace"))
         require(machine, "name")
         machine_id = optional(machine, "id", str) or str(uuid.uuid4())
         if machine_id in self.machine_fleet:
             raise ApiError(409, "Machine %s exists." % machine_id)
-        stored = dict(machine, id=machine_id)
-        self.machines[fleet_id][machine_id] = stored
-        self.machine_fleet[machine_id] = fleet_id
-        return self._machine_view(stored)
+        return dict(machine, id=machine_id)
 
     @locked
     def delete_machine(self, machine_id: str) -> None:
@@ -653,19 +774,20 @@ class Store:  # pylint: disable=too-many-public-methods
 
     @locked
     def add_fault(self, data: Json) -> list[Json]:
-        """Queue a fault; returns all queued faults."""
-        fault = Fault(
-            path=optional(data, "path", str, "/"),
-            count=optional(data, "count", int, 1),
-            status=optional(data, "status", int),
-            body=optional(data, "body", str),
-            retry_after=optional(data, "retry_after", int),
-            delay=float(optional(data, "delay", (int, float), 0.0)),
-        )
-        if fault.count < 1 or not (fault.responds or fault.delay > 0):
-            raise ApiError(400, "A fault needs count >= 1 and a status, a body or a delay.")
-        if fault.status == 429 and fault.retry_after is None:
-            fault.retry_after = 1
+        """Queue a fault (see ``Fault``); returns all queued faults.
+
+        An ``add_machine`` must be addable now (its fleet exists, its id is free and no queued fault adds
+        it); it gets a generated ``id`` if it has none. A ``delete_machine`` must name a machine that
+        exists or that a queued fault adds.
+        """
+        fault = Fault.from_json(data)
+        queued_adds = {queued.add_machine["id"] for queued in self.faults if queued.add_machine is not None}
+        if fault.add_machine is not None:
+            fault.add_machine = self._new_machine(fault.add_machine)
+            if fault.add_machine["id"] in queued_adds:
+                raise ApiError(409, "A queued fault already adds machine %s." % fault.add_machine["id"])
+        if fault.delete_machine is not None and fault.delete_machine not in set(self.machine_fleet) | queued_adds:
+            raise ApiError(404, "Machine %s not found (and no queued fault adds it)." % fault.delete_machine)
         self.faults.append(fault)
         return self.fault_list()
 
@@ -687,13 +809,29 @@ class Store:  # pylint: disable=too-many-public-methods
 
     @locked
     def take_fault(self, path: str) -> Fault | None:
-        """Consume the first queued fault that matches ``path``."""
+        """Consume the first queued fault that matches ``path`` and apply its fleet change, if any.
+
+        A matching fault with ``skip`` > 0 lets this request pass it by (``skip`` goes down by one) and
+        the next queued faults are looked at. A fleet change that is no longer possible (say, the machine
+        to delete is gone) is a 500 whose detail says why, and the fault is used up.
+        """
         for fault in self.faults:
-            if path.startswith(fault.path):
-                fault.count -= 1
-                if fault.count <= 0:
-                    self.faults.remove(fault)
-                return fault
+            if not path.startswith(fault.path):
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                continue
+            fault.count -= 1
+            if fault.count <= 0:
+                self.faults.remove(fault)
+            try:
+                if fault.add_machine is not None:
+                    self.add_machine(fault.add_machine)
+                if fault.delete_machine is not None:
+                    self.delete_machine(fault.delete_machine)
+            except ApiError as exc:
+                raise ApiError(500, "Injected fault could not change the fleet: %s" % exc.detail) from None
+            return fault
         return None
 
     @locked
@@ -1083,15 +1221,29 @@ class Emulator:
         if req.path.startswith("/_admin/"):
             return self._dispatch(self.admin_routes, req)
         req.credential = self.store.resolve_credential(req.headers.get("Authorization"))
-        fault = self.store.take_fault(req.path)
-        delay = self.store.latency + (fault.delay if fault else 0.0)
-        if delay > 0:
-            time.sleep(delay)
-        response = fault.response() if fault and fault.responds else self._dispatch(self.api_routes, req)
+        try:
+            fault = self.store.take_fault(req.path)
+        except ApiError as exc:
+            fault, response = None, exc.response()
+        else:
+            response = self._answer(req, fault)
         self.store.log_request({
             "method": req.method, "path": req.path, "query": req.query,
             "credential_kind": req.credential.kind, "status": response.status,
         })
+        return response
+
+    def _answer(self, req: HttpRequest, fault: Fault | None) -> Response:
+        """The answer to a public API request, after the latency and the fault's delay, shaped by the fault."""
+        delay = self.store.latency + (fault.delay if fault else 0.0)
+        if delay > 0:
+            time.sleep(delay)
+        if fault is None:
+            return self._dispatch(self.api_routes, req)
+        if fault.responds:
+            return fault.response()
+        response = self._dispatch(self.api_routes, req)
+        fault.add_headers(response)
         return response
 
     @staticmethod
@@ -1234,7 +1386,14 @@ class Emulator:
         return json_response(200, device)
 
     def admin_add_fault(self, req: HttpRequest) -> Response:
-        """``POST /_admin/faults`` {path, status?, count?, retry_after?, body?, delay?}."""
+        """``POST /_admin/faults`` {path?, count?, skip?, status?, body?, content_type?, headers?, retry_after?,
+        delay?, add_machine?, delete_machine?}: queue a fault; answers 201 with all queued faults.
+
+        See the module docstring for what each field does. An unknown field, a value of the wrong type or
+        an inconsistent fault is a 400 with a ``detail`` that says which; an ``add_machine`` that cannot be
+        added (unknown fleet: 404, id in use: 409) or a ``delete_machine`` of an unknown machine (404) is
+        refused when queued. Nothing is queued on an error.
+        """
         return json_response(201, self.store.add_fault(req.json()))
 
     def admin_faults(self, req: HttpRequest) -> Response:

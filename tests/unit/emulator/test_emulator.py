@@ -461,6 +461,114 @@ def test_fault_malformed_body_and_delay(emu: Emu) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+MACHINES = "/api/machines/machines/"
+
+
+def test_fault_adds_a_machine_between_two_page_reads(emu: Emu) -> None:
+    assert machine_ids(emu, KEY_A, page=1, page_size=2) == ["m-0a-00", "m-0a-01"]
+    new = {"id": "m-0a-00b", "workspace": FLEET_A, "name": "newcomer", "os": "macos"}
+    queued = emu.admin("POST", "faults", {"path": MACHINES, "count": 1, "add_machine": new}, expect=201)
+    assert queued[0]["add_machine"] == new and queued[0]["status"] is None
+    page = emu.get(MACHINES, KEY_A, page=2, page_size=2)
+    assert page.status_code == 200 and page.json()["count"] == 6
+    assert [m["id"] for m in page.json()["results"]] == ["m-0a-01", "m-0a-02"]  # the change shifted the pages
+    assert emu.admin("GET", "faults") == []
+    assert emu.get(MACHINES + "m-0a-00b/", KEY_A).json()["os"] == "macos"
+    assert emu.admin("GET", "requests")[-2]["status"] == 200
+
+
+def test_fault_skip_deletes_on_the_second_matching_request(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "skip": 1, "delete_machine": "m-0a-00"}, expect=201)
+    assert emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).status_code == 200  # another path: not counted
+    assert emu.get(MACHINES, KEY_A, page_size=2).json()["count"] == 5
+    assert emu.admin("GET", "faults")[0]["skip"] == 0
+    second = emu.get(MACHINES, KEY_A, page=2, page_size=2).json()
+    assert second["count"] == 4 and [m["id"] for m in second["results"]] == ["m-0a-03", "m-0a-04"]
+    assert emu.admin("GET", "faults") == []
+    assert emu.get(MACHINES + "m-0a-00/", KEY_A).status_code == 404
+
+
+def test_skipped_fault_lets_a_later_fault_answer(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "skip": 1, "status": 503})
+    emu.admin("POST", "faults", {"path": "/api/", "status": 500})
+    assert [emu.get(MACHINES, KEY_A).status_code for _attempt in range(3)] == [500, 503, 200]
+
+
+def test_fault_changes_the_fleet_and_answers_an_error(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 503, "add_machine": {"workspace": FLEET_B, "name": "added"}})
+    generated = emu.admin("GET", "faults")[0]["add_machine"]["id"]
+    assert emu.get(MACHINES, KEY_B).status_code == 503
+    assert generated in machine_ids(emu, KEY_B)
+
+
+def test_fleet_change_that_became_impossible_is_a_500(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "delete_machine": "m-0a-00"}, expect=201)
+    emu.admin("DELETE", "machines/m-0a-00")
+    response = emu.get(MACHINES, KEY_A)
+    assert response.status_code == 500 and "m-0a-00" in response.json()["detail"]
+    assert emu.admin("GET", "requests")[-1]["status"] == 500
+    assert emu.get(MACHINES, KEY_A).status_code == 200
+
+
+def test_churn_faults_are_checked_when_queued(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"workspace": "nowhere", "name": "x"}}, expect=404)
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"id": "m-0a-01", "workspace": FLEET_A, "name": "x"}}, expect=409)
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"workspace": FLEET_A}}, expect=400)
+    emu.admin("POST", "faults", {"path": MACHINES, "delete_machine": "no-such-machine"}, expect=404)
+    assert emu.admin("GET", "faults") == []
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"id": "m-new", "workspace": FLEET_A, "name": "x"}}, expect=201)
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"id": "m-new", "workspace": FLEET_A, "name": "y"}}, expect=409)
+    emu.admin("POST", "faults", {"path": MACHINES, "delete_machine": "m-new"}, expect=201)
+    assert [emu.get(MACHINES, KEY_A).json()["count"] for _attempt in range(3)] == [6, 5, 5]
+
+
+def test_fault_html_body_and_headers(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 502, "body": "<html><h1>Bad Gateway</h1></html>", "content_type": "text/html"})
+    html = emu.get(MACHINES, KEY_A)
+    assert (html.status_code, html.headers["Content-Type"], html.text) == (502, "text/html", "<html><h1>Bad Gateway</h1></html>")
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}})
+    limited = emu.get(MACHINES, KEY_A)
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "Wed, 21 Oct 2026 07:28:00 GMT")
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 429, "retry_after": 3, "headers": {"retry-after": "soon"}})
+    assert emu.get(MACHINES, KEY_A).headers["Retry-After"] == "soon"
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 302, "headers": {"Location": "http://127.0.0.1:9/elsewhere", "X-Count": 7}})
+    moved = emu.session.get(emu.base_url + MACHINES, headers={"Authorization": "Bearer " + KEY_A}, allow_redirects=False, timeout=10)
+    assert (moved.status_code, moved.headers["Location"], moved.headers["X-Count"]) == (302, "http://127.0.0.1:9/elsewhere", "7")
+    emu.admin("POST", "faults", {"path": MACHINES, "headers": {"content-type": "text/plain", "X-Extra": "1"}})
+    real = emu.get(MACHINES, KEY_A)
+    assert (real.status_code, real.headers["Content-Type"], real.headers["X-Extra"]) == (200, "text/plain", "1")
+    assert real.json()["count"] == 5
+    assert emu.get(MACHINES, KEY_A).headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("fault, detail", [
+    ({"path": "/api/", "stauts": 500}, "Unknown fault field(s): stauts"),
+    ({"path": "/api/", "status": "500"}, "'status' (expected an integer)"),
+    ({"path": "/api/", "status": True}, "'status' (expected an integer)"),
+    ({"path": "/api/"}, "A fault needs a status, a body, a delay, headers, add_machine or delete_machine."),
+    ({"path": "api/", "status": 500}, "'path' must start with '/'"),
+    ({"path": "/_admin/state", "status": 500}, "the admin API is never faulted"),
+    ({"status": 99}, "'status' must be an HTTP status"),
+    ({"status": 500, "count": 0}, "'count' must be >= 1."),
+    ({"status": 500, "skip": -1}, "'skip' must be >= 0."),
+    ({"status": 500, "delay": -1}, "'delay' must be >= 0."),
+    ({"status": 500, "content_type": "text/html"}, "'content_type' is the media type of 'body'"),
+    ({"status": 500, "body": "x", "content_type": 5}, "'content_type' (expected a string)"),
+    ({"status": 500, "headers": ["Retry-After"]}, "'headers' (expected an object)"),
+    ({"status": 500, "headers": {"Content-Length": "5"}}, "'Content-Length' is not a header a fault can set"),
+    ({"status": 500, "headers": {"Bad Name": "x"}}, "'Bad Name' is not a header a fault can set"),
+    ({"status": 500, "headers": {"X-A": "a\r\nSet-Cookie: x"}}, "the value of 'X-A' must be a one-line string"),
+    ({"status": 500, "headers": {"X-A": None}}, "the value of 'X-A' must be a one-line string"),
+    ({"add_machine": {"workspace": FLEET_A, "name": "x"}, "count": 2}, "use count 1"),
+    ({"add_machine": "m-1"}, "'add_machine' (expected an object)"),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_bad_faults_are_400_with_a_clear_detail(emu: Emu, fault: dict[str, t.Any], detail: str) -> None:
+    response = emu.session.post(emu.base_url + "/_admin/faults", json=fault, timeout=10)
+    assert response.status_code == 400, response.text
+    assert detail in response.json()["detail"]
+    assert emu.admin("GET", "faults") == []
+
+
 def test_global_latency(emu: Emu) -> None:
     emu.admin("POST", "latency", {"seconds": 0.2})
     started = time.monotonic()
