@@ -10,6 +10,38 @@ OAuth is served by oauthlib's server side (``DeviceAuthorizationEndpoint``,
 ``TokenEndpoint`` with ``DeviceCodeGrant`` and ``RefreshTokenGrant``,
 ``BearerToken``); this module only implements the ``RequestValidator``.
 
+Settings (seed ``"settings": {...}`` and ``POST /_admin/settings``; see ``DEFAULT_SETTINGS``):
+
+- ``device_interval``, ``device_expires_in``, ``token_expires_in``: numbers of seconds.
+- ``fleets_page_size`` (int, default 0): 0 answers ``GET /api/workspaces/workspaces/`` with a plain
+  JSON array (the published schema); N > 0 answers Django REST framework ``PageNumberPagination``
+  pages ``{"count": C, "next": URL|null, "previous": URL|null, "results": [...]}`` of N fleets,
+  selected with ``?page=K`` (default 1; out of range: 404 ``{"detail": "Invalid page."}``). The
+  URLs are absolute, on the base URL the emulator printed, and keep the other query parameters.
+- ``token_expires_in_omitted`` (bool, default false): when true, the token endpoint's answers (device
+  code and refresh grants) and ``POST /_admin/tokens`` leave out ``expires_in``; the token still
+  expires ``token_expires_in`` seconds after it was issued. ``POST /_admin/tokens`` also takes
+  ``"omit_expires_in": true|false`` for one token, whatever the setting.
+
+Faults (``POST /_admin/faults``, one JSON object; ``GET`` lists them, ``DELETE`` drops them all). Each
+public API request takes the first queued fault whose ``path`` is a prefix of the request path:
+
+- ``path`` (default ``/``), ``count`` (default 1): the next ``count`` matching requests take the fault.
+- ``skip`` (default 0): the first ``skip`` matching requests pass the fault by untouched (and may take
+  a later fault); ``"skip": 1`` means "on the 2nd matching request".
+- ``status``, ``body`` (a string sent as is), ``content_type`` (of ``body``; default
+  ``application/json``), ``headers`` (an object of extra response headers, e.g. a non-numeric
+  ``Retry-After`` or a ``Location``; they win over the others), ``retry_after`` (int seconds; a 429
+  without one gets ``Retry-After: 1``): with a status or a body the fault replaces the answer
+  (status alone: ``{"detail": "Injected fault (HTTP N)."}``; body alone: status 200). ``headers``
+  without a status or body are added to the real answer.
+- ``delay`` (seconds): wait before answering.
+- ``add_machine`` (a machine object as ``POST /_admin/machines`` takes; checked and given an ``id``
+  when queued) and ``delete_machine`` (a machine id): change the fleet when the fault is taken,
+  before that request is answered; with no status or body the request then gets its real answer,
+  which already shows the change. Such a fault needs ``count`` 1. If the change is no longer possible
+  when taken, that request is answered 500 with a detail saying why.
+
 Run as a script::
 
     python tests/emulator/cmdop_emulator.py --seed SEED.json [--host 127.0.0.1] [--port 0]
@@ -37,7 +69,7 @@ import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import chain, islice
+from itertools import chain
 from types import SimpleNamespace
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -67,10 +99,19 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 DEFAULT_TIMESTAMP = "2026-01-01T00:00:00Z"
-DEFAULT_SETTINGS: dict[str, float] = {
+DEFAULT_SETTINGS: dict[str, float | bool] = {
     "device_interval": 5,  # seconds a device must wait between polls (else slow_down)
     "device_expires_in": 600,  # lifetime of a device_code / user_code
     "token_expires_in": 3600,  # lifetime of access tokens issued by the token endpoint
+    "fleets_page_size": 0,  # 0: the fleet list is a plain array; N > 0: DRF pages of N fleets
+    "token_expires_in_omitted": False,  # token answers leave out expires_in (tokens still expire)
+}
+SETTING_KINDS: dict[str, type | tuple[type, ...]] = {
+    "device_interval": (int, float),
+    "device_expires_in": (int, float),
+    "token_expires_in": (int, float),
+    "fleets_page_size": int,
+    "token_expires_in_omitted": bool,
 }
 PUBLIC_FLEET_FIELDS = ("id", "name", "slug", "type", "plan", "created_at")
 UPDATABLE_FLEET_FIELDS = ("name", "slug", "type", "plan", "created_at", "members", "api_keys")
@@ -92,6 +133,11 @@ MACHINE_DEFAULTS: Json = {
     "cpu_count": 2,
     "total_ram_bytes": 4294967296,
 }
+MACHINE_ORDERING_FIELDS = frozenset((
+    "id", "workspace", "workspace_name", "name", "hostname", "os", "os_version", "kernel_version", "architecture",
+    "device_type", "status", "is_online", "heartbeat_age_seconds", "last_seen", "created_at", "agent_version",
+    "has_shell", "public_ip", "username", "is_root", "home_dir", "cpu_count", "total_ram_bytes",
+))  # ours: which fields CMDOP accepts in ?ordering= is unpublished
 DETAIL_NO_CREDENTIALS = "Authentication credentials were not provided."
 DETAIL_INVALID_TOKEN = "Invalid token."
 DETAIL_EXPIRED_TOKEN = "Token has expired."
@@ -184,30 +230,129 @@ class Credential:
     expired: bool = False
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+FRAMING_HEADERS = frozenset(("content-length", "transfer-encoding", "connection"))  # the server writes these
+
+
+def set_headers(response: Response, headers: t.Mapping[str, str]) -> None:
+    """Set headers on a response, replacing any of the same name in another letter case."""
+    for name, value in headers.items():
+        for existing in [key for key in response.headers if key.lower() == name.lower()]:
+            del response.headers[existing]
+        response.headers[name] = value
+
+
+def header_map(data: Json, key: str) -> dict[str, str]:
+    """``data[key]`` as extra response headers: an object of header names to strings (or integers)."""
+    headers = optional(data, key, dict, {})
+    checked = {}
+    for name, value in headers.items():
+        if not HEADER_NAME.fullmatch(name) or name.lower() in FRAMING_HEADERS:
+            raise ApiError(400, "%r: %r is not a header a fault can set." % (key, name))
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or "\r" in str(value) or "\n" in str(value):
+            raise ApiError(400, "%r: the value of %r must be a one-line string." % (key, name))
+        checked[name] = str(value)
+    return checked
+
+
 @dataclass
-class Fault:
-    """An injected failure for the next ``count`` requests whose path starts with ``path``."""
+class Fault:  # pylint: disable=too-many-instance-attributes
+    """An injected fault for the next ``count`` requests whose path starts with ``path``, after ``skip`` of them.
+
+    It may replace the answer (``status``, ``body`` with ``content_type``, ``headers``, ``retry_after``),
+    delay it (``delay``), add headers to the real answer (``headers`` alone), and change the fleet
+    before the request is answered (``add_machine``, ``delete_machine``).
+    """
 
     path: str
     count: int = 1
+    skip: int = 0
     status: int | None = None
     body: str | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     retry_after: int | None = None
     delay: float = 0.0
+    add_machine: Json | None = None
+    delete_machine: str | None = None
+
+    FIELDS: t.ClassVar[tuple[str, ...]] = (
+        "path", "count", "skip", "status", "body", "content_type", "headers", "retry_after", "delay",
+        "add_machine", "delete_machine",
+    )
+
+    @classmethod
+    def from_json(cls, data: Json) -> Fault:
+        """A fault from its admin API form, checked (400 with a detail saying what is wrong)."""
+        unknown = sorted(set(data) - set(cls.FIELDS))
+        if unknown:
+            raise ApiError(400, "Unknown fault field(s): %s (known: %s)." % (", ".join(unknown), ", ".join(cls.FIELDS)))
+        fault = cls(
+            path=optional(data, "path", str, "/"),
+            count=optional(data, "count", int, 1),
+            skip=optional(data, "skip", int, 0),
+            status=optional(data, "status", int),
+            body=optional(data, "body", str),
+            content_type=optional(data, "content_type", str),
+            headers=header_map(data, "headers"),
+            retry_after=optional(data, "retry_after", int),
+            delay=float(optional(data, "delay", (int, float), 0.0)),
+            add_machine=optional(data, "add_machine", dict),
+            delete_machine=optional(data, "delete_machine", str),
+        )
+        fault.check()
+        if fault.status == 429 and fault.retry_after is None and not any(
+                name.lower() == "retry-after" for name in fault.headers):
+            fault.retry_after = 1
+        return fault
+
+    def check(self) -> None:
+        """Refuse a fault that is inconsistent or would do nothing."""
+        problems = [
+            (not self.path.startswith("/") or self.path.startswith("/_admin"),
+             "'path' must start with '/' and name the public API (the admin API is never faulted)."),
+            (self.count < 1, "'count' must be >= 1."),
+            (self.skip < 0, "'skip' must be >= 0."),
+            (self.status is not None and not 100 <= self.status <= 599, "'status' must be an HTTP status (100-599)."),
+            (self.delay < 0, "'delay' must be >= 0."),
+            (self.retry_after is not None and self.retry_after < 0, "'retry_after' must be >= 0."),
+            (self.content_type is not None and (self.body is None or not self.content_type.strip()
+                                                or "\r" in self.content_type or "\n" in self.content_type),
+             "'content_type' is the media type of 'body': give a 'body' and a one-line 'content_type'."),
+            (self.churns and self.count != 1,
+             "'add_machine' and 'delete_machine' change the fleet once: use count 1 (one fault per change)."),
+            (not (self.responds or self.delay > 0 or self.headers or self.churns),
+             "A fault needs a status, a body, a delay, headers, add_machine or delete_machine."),
+        ]
+        for failed, detail in problems:
+            if failed:
+                raise ApiError(400, detail)
 
     @property
     def responds(self) -> bool:
-        """True when the fault replaces the answer (not only delays it)."""
+        """True when the fault replaces the answer (not only delays it or changes the fleet)."""
         return self.status is not None or self.body is not None
+
+    @property
+    def churns(self) -> bool:
+        """True when the fault adds or deletes a machine."""
+        return self.add_machine is not None or self.delete_machine is not None
 
     def response(self) -> Response:
         """The answer that replaces the normal one."""
         status = self.status if self.status is not None else 200
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
         if self.body is not None:
-            headers["Content-Type"] = "application/json"
-            return Response(status, self.body.encode("utf-8"), headers)
-        return json_response(status, {"detail": "Injected fault (HTTP %d)." % status}, headers)
+            response = Response(status, self.body.encode("utf-8"), {"Content-Type": self.content_type or "application/json"})
+        else:
+            response = json_response(status, {"detail": "Injected fault (HTTP %d)." % status})
+        self.add_headers(response)
+        return response
+
+    def add_headers(self, response: Response) -> None:
+        """Set ``Retry-After`` (from ``retry_after``) and ``headers`` on a response; ``headers`` win."""
+        if self.retry_after is not None:
+            set_headers(response, {"Retry-After": str(self.retry_after)})
+        set_headers(response, self.headers)
 
     def as_dict(self) -> Json:
         """JSON form, for the admin API."""
@@ -225,11 +370,16 @@ def locked(method: t.Callable[..., T]) -> t.Callable[..., T]:
     return wrapper
 
 
+JSON_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", dict: "an object", list: "an array"}
+
+
 def require(data: Json, key: str, kind: type | tuple[type, ...] = str) -> t.Any:
-    """``data[key]``, which must be present and of the given type (else 400)."""
+    """``data[key]``, which must be present and of the given type (else 400 naming the expected JSON type)."""
     value = data.get(key)
     if value is None or not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ApiError(400, "Missing or invalid %r." % key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(JSON_TYPE_NAMES.get(each, each.__name__) for each in kinds)
+        raise ApiError(400, "Missing or invalid %r (expected %s)." % (key, expected))
     return value
 
 
@@ -259,7 +409,7 @@ class Store:  # pylint: disable=too-many-public-methods
     def __init__(self, seed: Json) -> None:
         self.lock = threading.RLock()
         self.initial_seed: Json = json.loads(json.dumps(seed))
-        self.settings: dict[str, float] = dict(DEFAULT_SETTINGS)
+        self.settings: dict[str, float | bool] = dict(DEFAULT_SETTINGS)
         self.users: dict[str, Json] = {}
         self.fleets: dict[str, Json] = {}
         self.api_keys: dict[str, str] = {}  # key -> fleet id
@@ -298,11 +448,14 @@ class Store:  # pylint: disable=too-many-public-methods
 
     @locked
     def update_settings(self, settings: Json) -> None:
-        """Change timing settings (see ``DEFAULT_SETTINGS``)."""
+        """Change settings (see ``DEFAULT_SETTINGS``; each must be of its ``SETTING_KINDS`` type); all or none."""
         unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
         if unknown:
             raise ApiError(400, "Unknown setting(s): %s." % ", ".join(unknown))
-        self.settings.update({key: require(settings, key, (int, float)) for key in settings})
+        changes = {key: require(settings, key, SETTING_KINDS[key]) for key in settings}
+        if changes.get("fleets_page_size", 0) < 0:
+            raise ApiError(400, "'fleets_page_size' must be 0 (a plain array) or a page size > 0.")
+        self.settings.update(changes)
 
     @locked
     def add_user(self, user: Json) -> Json:
@@ -361,16 +514,19 @@ class Store:  # pylint: disable=too-many-public-methods
     @locked
     def add_machine(self, machine: Json) -> Json:
         """Add a machine to the fleet named by its ``workspace`` field; returns it as the API shows it."""
-        fleet_id = require(machine, "workspace")
-        self._fleet(fleet_id)
+        stored = self._new_machine(machine)
+        self.machines[stored["workspace"]][stored["id"]] = stored
+        self.machine_fleet[stored["id"]] = stored["workspace"]
+        return self._machine_view(stored)
+
+    def _new_machine(self, machine: Json) -> Json:
+        """The record ``add_machine`` would store (with an ``id``, generated if absent), checked against the state."""
+        self._fleet(require(machine, "workspace"))
         require(machine, "name")
         machine_id = optional(machine, "id", str) or str(uuid.uuid4())
         if machine_id in self.machine_fleet:
             raise ApiError(409, "Machine %s exists." % machine_id)
-        stored = dict(machine, id=machine_id)
-        self.machines[fleet_id][machine_id] = stored
-        self.machine_fleet[machine_id] = fleet_id
-        return self._machine_view(stored)
+        return dict(machine, id=machine_id)
 
     @locked
     def delete_machine(self, machine_id: str) -> None:
@@ -560,14 +716,22 @@ class Store:  # pylint: disable=too-many-public-methods
         return [fleet["id"] for fleet in self.fleets.values() if credential.user in fleet["members"]]
 
     @locked
-    def machine_page(self, fleet_ids: list[str], page: int, page_size: int) -> Json:
-        """One page of the machines of the given fleets, in a stable order."""
+    def machine_page(self, fleet_ids: list[str], page: int, page_size: int,
+                     ordering: t.Sequence[tuple[str, bool]] = ()) -> Json:
+        """One page of the machines of the given fleets, sorted by ``ordering`` (``(field, descending)`` pairs).
+
+        Without an ordering the machines come in the order of their ``id`` across all the fleets, like rows
+        of a table with a UUID primary key read without ORDER BY: a machine added later can land on any page.
+        """
         count = sum(len(self.machines[fleet_id]) for fleet_id in fleet_ids)
-        pages = max(1, -(-count // page_size))
-        if not 1 <= page <= pages:
-            raise ApiError(404, "Invalid page.")
+        pages = page_count(count, page, page_size)
         start = (page - 1) * page_size
-        machines = chain.from_iterable(self.machines[fleet_id].values() for fleet_id in fleet_ids)
+        machines = sorted(chain.from_iterable(self.machines[fleet_id].values() for fleet_id in fleet_ids),
+                          key=lambda machine: machine["id"])
+        if ordering:
+            results = sort_by_fields([self._machine_view(machine) for machine in machines], ordering)[start:start + page_size]
+        else:
+            results = [self._machine_view(machine) for machine in machines[start:start + page_size]]
         return {
             "count": count,
             "page": page,
@@ -577,7 +741,7 @@ class Store:  # pylint: disable=too-many-public-methods
             "has_previous": page > 1,
             "next_page": page + 1 if page < pages else None,
             "previous_page": page - 1 if page > 1 else None,
-            "results": [self._machine_view(machine) for machine in islice(machines, start, start + page_size)],
+            "results": results,
         }
 
     @locked
@@ -610,19 +774,20 @@ class Store:  # pylint: disable=too-many-public-methods
 
     @locked
     def add_fault(self, data: Json) -> list[Json]:
-        """Queue a fault; returns all queued faults."""
-        fault = Fault(
-            path=optional(data, "path", str, "/"),
-            count=optional(data, "count", int, 1),
-            status=optional(data, "status", int),
-            body=optional(data, "body", str),
-            retry_after=optional(data, "retry_after", int),
-            delay=float(optional(data, "delay", (int, float), 0.0)),
-        )
-        if fault.count < 1 or not (fault.responds or fault.delay > 0):
-            raise ApiError(400, "A fault needs count >= 1 and a status, a body or a delay.")
-        if fault.status == 429 and fault.retry_after is None:
-            fault.retry_after = 1
+        """Queue a fault (see ``Fault``); returns all queued faults.
+
+        An ``add_machine`` must be addable now (its fleet exists, its id is free and no queued fault adds
+        it); it gets a generated ``id`` if it has none. A ``delete_machine`` must name a machine that
+        exists or that a queued fault adds.
+        """
+        fault = Fault.from_json(data)
+        queued_adds = {queued.add_machine["id"] for queued in self.faults if queued.add_machine is not None}
+        if fault.add_machine is not None:
+            fault.add_machine = self._new_machine(fault.add_machine)
+            if fault.add_machine["id"] in queued_adds:
+                raise ApiError(409, "A queued fault already adds machine %s." % fault.add_machine["id"])
+        if fault.delete_machine is not None and fault.delete_machine not in set(self.machine_fleet) | queued_adds:
+            raise ApiError(404, "Machine %s not found (and no queued fault adds it)." % fault.delete_machine)
         self.faults.append(fault)
         return self.fault_list()
 
@@ -644,13 +809,29 @@ class Store:  # pylint: disable=too-many-public-methods
 
     @locked
     def take_fault(self, path: str) -> Fault | None:
-        """Consume the first queued fault that matches ``path``."""
+        """Consume the first queued fault that matches ``path`` and apply its fleet change, if any.
+
+        A matching fault with ``skip`` > 0 lets this request pass it by (``skip`` goes down by one) and
+        the next queued faults are looked at. A fleet change that is no longer possible (say, the machine
+        to delete is gone) is a 500 whose detail says why, and the fault is used up.
+        """
         for fault in self.faults:
-            if path.startswith(fault.path):
-                fault.count -= 1
-                if fault.count <= 0:
-                    self.faults.remove(fault)
-                return fault
+            if not path.startswith(fault.path):
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                continue
+            fault.count -= 1
+            if fault.count <= 0:
+                self.faults.remove(fault)
+            try:
+                if fault.add_machine is not None:
+                    self.add_machine(fault.add_machine)
+                if fault.delete_machine is not None:
+                    self.delete_machine(fault.delete_machine)
+            except ApiError as exc:
+                raise ApiError(500, "Injected fault could not change the fleet: %s" % exc.detail) from None
+            return fault
         return None
 
     @locked
@@ -779,7 +960,11 @@ class CmdopRequestValidator(RequestValidator):
         return list(record["scopes"]) if record else []
 
     def save_bearer_token(self, token, request, *args, **kwargs):
-        """Store the token pair, retire what it replaces, and add the CMDOP identity fields to the response."""
+        """Store the token pair, retire what it replaces, and add the CMDOP identity fields to the response.
+
+        ``expires_in`` leaves the response (not the stored expiry) when ``request.omit_expires_in`` says so,
+        or, when that is unset, when the ``token_expires_in_omitted`` setting is true.
+        """
         if request.grant_type == DEVICE_GRANT_TYPE:
             self.store.device(request.device_code)["status"] = "used"
         elif request.grant_type == REFRESH_GRANT_TYPE and token.get("refresh_token") != request.refresh_token:
@@ -793,6 +978,9 @@ class CmdopRequestValidator(RequestValidator):
             "expires_at": time.time() + token["expires_in"],
         })
         token.update(self.store.identity(request.user, request.workspace))
+        omit_expires_in = vars(request).get("omit_expires_in")  # set by mint(); never a request parameter
+        if self.store.settings["token_expires_in_omitted"] if omit_expires_in is None else omit_expires_in:
+            del token["expires_in"]
 
 
 class OAuthService:
@@ -816,7 +1004,7 @@ class OAuthService:
         self.token_endpoint.catch_errors = True
 
     def _expires_in(self, request: OAuthRequest) -> int:
-        expires_in = getattr(request, "token_expires_in", None)
+        expires_in = vars(request).get("token_expires_in")  # set by mint(); getattr would read request parameters
         return int(self.store.settings["token_expires_in"] if expires_in is None else expires_in)
 
     def _device_endpoint(self) -> DeviceAuthorizationEndpoint:
@@ -856,11 +1044,15 @@ class OAuthService:
             return oauth_error(exc)
         return oauth_response(status, body, headers)
 
-    def mint(self, user_id: str, workspace: str | None, expires_in: int | None) -> Json:
-        """Issue a token pair directly (admin API), through the same token handler and validator."""
+    def mint(self, user_id: str, workspace: str | None, expires_in: int | None, omit_expires_in: bool | None = None) -> Json:
+        """Issue a token pair directly (admin API), through the same token handler and validator.
+
+        ``omit_expires_in`` None follows the ``token_expires_in_omitted`` setting.
+        """
         request = OAuthRequest(self.verification_uri)
         grant_to(request, user_id, workspace)
         request.token_expires_in = expires_in
+        request.omit_expires_in = omit_expires_in
         with self.store.lock:
             token = self.bearer.create_token(request, refresh_token=True)
             self.validator.save_token(token, request)
@@ -907,12 +1099,68 @@ def oauth_error(exc: OAuth2Error) -> Response:
     return oauth_response(exc.status_code, exc.json, dict(exc.headers))
 
 
-def page_params(query: dict[str, str]) -> tuple[int, int]:
-    """``page`` and ``page_size`` from a query (page_size defaults to 50 and is clamped to 200)."""
+def page_number(query: dict[str, str]) -> int:
+    """``page`` from a query (default 1; not a number: 404 ``Invalid page.``)."""
     try:
-        page = int(query.get("page") or 1)
+        return int(query.get("page") or 1)
     except ValueError:
         raise ApiError(404, "Invalid page.") from None
+
+
+def page_count(count: int, page: int, page_size: int) -> int:
+    """How many pages ``count`` items make (at least one); 404 ``Invalid page.`` when ``page`` is not one of them."""
+    pages = max(1, -(-count // page_size))
+    if not 1 <= page <= pages:
+        raise ApiError(404, "Invalid page.")
+    return pages
+
+
+def page_link(req: HttpRequest, page: int) -> str:
+    """The absolute URL of another page of the list ``req`` asked for, as DRF builds it.
+
+    The other query parameters are kept (sorted by name); page 1 has no ``page`` parameter.
+    """
+    pairs = sorted((key, value) for key, value in parse_qsl(urlsplit(req.target).query, keep_blank_values=True)
+                   if key != "page")
+    if page > 1:
+        pairs = sorted(pairs + [("page", str(page))])
+    query = urlencode(pairs)
+    return req.base_url + req.path + ("?" + query if query else "")
+
+
+def drf_page(req: HttpRequest, items: list[Json], page: int, page_size: int) -> Json:
+    """Page ``page`` of ``items`` in Django REST framework ``PageNumberPagination`` form."""
+    pages = page_count(len(items), page, page_size)
+    start = (page - 1) * page_size
+    return {
+        "count": len(items),
+        "next": page_link(req, page + 1) if page < pages else None,
+        "previous": page_link(req, page - 1) if page > 1 else None,
+        "results": items[start:start + page_size],
+    }
+
+
+def ordering_terms(ordering: str, fields: t.Collection[str]) -> list[tuple[str, bool]]:
+    """``(field, descending)`` pairs from an ``ordering`` parameter such as ``created_at,-id``.
+
+    As DRF's ``OrderingFilter``: terms are comma-separated and stripped, ``-`` means descending, and
+    terms whose field is not in ``fields`` are dropped.
+    """
+    terms = [term.strip() for term in ordering.split(",")]
+    return [(term.lstrip("-"), term.startswith("-")) for term in terms if term.lstrip("-") in fields]
+
+
+def sort_by_fields(items: list[Json], ordering: t.Sequence[tuple[str, bool]]) -> list[Json]:
+    """``items`` sorted by several fields (stable; nulls last ascending, first descending, as PostgreSQL)."""
+    result = list(items)
+    for name, descending in reversed(ordering):
+        result.sort(key=lambda item, name=name: (item.get(name) is None, item.get(name)), reverse=descending)
+    return result
+
+
+def page_params(query: dict[str, str]) -> tuple[int, int]:
+    """``page`` and ``page_size`` from a query (page_size defaults to 50 and is clamped to 200)."""
+    page = page_number(query)
     try:
         page_size = int(query.get("page_size") or DEFAULT_PAGE_SIZE)
     except ValueError:
@@ -973,15 +1221,29 @@ class Emulator:
         if req.path.startswith("/_admin/"):
             return self._dispatch(self.admin_routes, req)
         req.credential = self.store.resolve_credential(req.headers.get("Authorization"))
-        fault = self.store.take_fault(req.path)
-        delay = self.store.latency + (fault.delay if fault else 0.0)
-        if delay > 0:
-            time.sleep(delay)
-        response = fault.response() if fault and fault.responds else self._dispatch(self.api_routes, req)
+        try:
+            fault = self.store.take_fault(req.path)
+        except ApiError as exc:
+            fault, response = None, exc.response()
+        else:
+            response = self._answer(req, fault)
         self.store.log_request({
             "method": req.method, "path": req.path, "query": req.query,
             "credential_kind": req.credential.kind, "status": response.status,
         })
+        return response
+
+    def _answer(self, req: HttpRequest, fault: Fault | None) -> Response:
+        """The answer to a public API request, after the latency and the fault's delay, shaped by the fault."""
+        delay = self.store.latency + (fault.delay if fault else 0.0)
+        if delay > 0:
+            time.sleep(delay)
+        if fault is None:
+            return self._dispatch(self.api_routes, req)
+        if fault.responds:
+            return fault.response()
+        response = self._dispatch(self.api_routes, req)
+        fault.add_headers(response)
         return response
 
     @staticmethod
@@ -1015,17 +1277,34 @@ class Emulator:
         return credential
 
     def list_fleets(self, req: HttpRequest) -> Response:
-        """``GET /api/workspaces/workspaces/`` (OAuth only)."""
+        """``GET /api/workspaces/workspaces/`` (OAuth only): the user's fleets in the order they were added.
+
+        With the ``fleets_page_size`` setting 0 (the default) a plain JSON array, as the published schema
+        says. With N > 0, Django REST framework ``PageNumberPagination`` pages of N fleets:
+        ``{"count", "next", "previous", "results"}``, ``?page=K`` (default 1, out of range or not a
+        number: 404 ``{"detail": "Invalid page."}``); ``next``/``previous`` are absolute URLs on the
+        emulator's base URL, or null.
+        """
         credential = self._authenticated(req)
         if credential.kind == "api_key":
             raise ApiError(403, "API keys cannot list workspaces; use OAuth")
-        return json_response(200, self.store.fleets_of(credential.user))
+        with self.store.lock:
+            fleets = self.store.fleets_of(credential.user)
+            page_size = int(self.store.settings["fleets_page_size"])
+        if page_size <= 0:
+            return json_response(200, fleets)
+        return json_response(200, drf_page(req, fleets, page_number(req.query), page_size))
 
     def list_machines(self, req: HttpRequest) -> Response:
-        """``GET /api/machines/machines/`` (paginated)."""
+        """``GET /api/machines/machines/`` (paginated ``?page=N&page_size=M``, ``?ordering=f1,-f2``).
+
+        ``ordering`` works as DRF's ``OrderingFilter``: comma-separated fields of ``MACHINE_ORDERING_FIELDS``,
+        ``-`` for descending, unknown names ignored. Without one, machines come in ``id`` order.
+        """
         fleet_ids = self.store.visible_fleets(self._authenticated(req))
         page, page_size = page_params(req.query)
-        return json_response(200, self.store.machine_page(fleet_ids, page, page_size))
+        ordering = ordering_terms(req.query.get("ordering", ""), MACHINE_ORDERING_FIELDS)
+        return json_response(200, self.store.machine_page(fleet_ids, page, page_size, ordering))
 
     def get_machine(self, req: HttpRequest, machine_id: str) -> Response:
         """``GET /api/machines/machines/{id}/``."""
@@ -1075,11 +1354,16 @@ class Emulator:
         return json_response(200, {"deleted": machine_id})
 
     def admin_mint_token(self, req: HttpRequest) -> Response:
-        """``POST /_admin/tokens`` {user, expires_in?, workspace?}: a full token response."""
+        """``POST /_admin/tokens`` {user, expires_in?, workspace?, omit_expires_in?}: a full token response.
+
+        ``omit_expires_in`` (bool) leaves ``expires_in`` out of this answer (the token still expires after
+        ``expires_in`` seconds); absent or null, the ``token_expires_in_omitted`` setting decides.
+        """
         body = req.json()
         user_id = require(body, "user")
         workspace = self.store.token_workspace(user_id, body)
-        return json_response(201, self.oauth.mint(user_id, workspace, optional(body, "expires_in", int)))
+        omit_expires_in = optional(body, "omit_expires_in", bool)
+        return json_response(201, self.oauth.mint(user_id, workspace, optional(body, "expires_in", int), omit_expires_in))
 
     def admin_expire_token(self, req: HttpRequest) -> Response:
         """``POST /_admin/tokens/expire`` {access_token}."""
@@ -1102,7 +1386,14 @@ class Emulator:
         return json_response(200, device)
 
     def admin_add_fault(self, req: HttpRequest) -> Response:
-        """``POST /_admin/faults`` {path, status?, count?, retry_after?, body?, delay?}."""
+        """``POST /_admin/faults`` {path?, count?, skip?, status?, body?, content_type?, headers?, retry_after?,
+        delay?, add_machine?, delete_machine?}: queue a fault; answers 201 with all queued faults.
+
+        See the module docstring for what each field does. An unknown field, a value of the wrong type or
+        an inconsistent fault is a 400 with a ``detail`` that says which; an ``add_machine`` that cannot be
+        added (unknown fleet: 404, id in use: 409) or a ``delete_machine`` of an unknown machine (404) is
+        refused when queued. Nothing is queued on an error.
+        """
         return json_response(201, self.store.add_fault(req.json()))
 
     def admin_faults(self, req: HttpRequest) -> Response:
@@ -1119,7 +1410,11 @@ class Emulator:
         return json_response(200, {"seconds": self.store.set_latency(require(req.json(), "seconds", (int, float)))})
 
     def admin_settings(self, req: HttpRequest) -> Response:
-        """``POST /_admin/settings`` {device_interval?, device_expires_in?, token_expires_in?}."""
+        """``POST /_admin/settings`` {device_interval?, device_expires_in?, token_expires_in?, fleets_page_size?,
+        token_expires_in_omitted?}.
+
+        Answers all settings. An unknown name or a value of the wrong type is a 400 and changes nothing.
+        """
         self.store.update_settings(req.json())
         return json_response(200, dict(self.store.settings))
 

@@ -115,6 +115,75 @@ def test_fleets_with_oauth(emu: Emu) -> None:
     assert [fleet["id"] for fleet in emu.get("/api/workspaces/workspaces/", BOB_TOKEN).json()] == [FLEET_A, FLEET_BOB]
 
 
+def add_fleets(emu: Emu, count: int) -> list[str]:
+    """Add ``count`` more fleets with Alice as a member; returns their ids."""
+    ids = ["f-extra-%02d" % index for index in range(count)]
+    for fleet_id in ids:
+        emu.admin("POST", "fleets", {"id": fleet_id, "name": fleet_id, "members": ["u-alice"]}, expect=201)
+    return ids
+
+
+def test_fleets_paginated_drf_style(emu: Emu) -> None:
+    extra = add_fleets(emu, 3)
+    plain = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).json()
+    assert isinstance(plain, list) and len(plain) == 5
+    assert emu.admin("POST", "settings", {"fleets_page_size": 2})["fleets_page_size"] == 2
+    url = emu.base_url + "/api/workspaces/workspaces/"
+    pages = [emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).json()]
+    pages += [emu.get("/api/workspaces/workspaces/", ALICE_TOKEN, page=n).json() for n in (2, 3)]
+    assert all(set(page) == {"count", "next", "previous", "results"} for page in pages)
+    assert [page["count"] for page in pages] == [5, 5, 5]
+    assert [(page["previous"], page["next"]) for page in pages] == [
+        (None, url + "?page=2"), (url, url + "?page=3"), (url + "?page=2", None)]
+    assert [fleet for page in pages for fleet in page["results"]] == plain
+    assert [fleet["id"] for fleet in plain] == [FLEET_A, FLEET_B] + extra
+    for page in (0, 4, "x"):
+        response = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN, page=page)
+        assert (response.status_code, response.json()) == (404, {"detail": "Invalid page."})
+
+
+def test_fleet_page_links_follow_and_keep_the_query(emu: Emu) -> None:
+    add_fleets(emu, 1)
+    emu.admin("POST", "settings", {"fleets_page_size": 1})
+    response = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN, search="", ordering="name")
+    seen = []
+    while True:
+        body = response.json()
+        seen += [fleet["id"] for fleet in body["results"]]
+        if body["next"] is None:
+            break
+        assert body["next"].startswith(emu.base_url + "/api/workspaces/workspaces/?ordering=name&page=")
+        response = emu.session.get(body["next"], headers={"Authorization": "Bearer " + ALICE_TOKEN}, timeout=10)
+    assert seen == [FLEET_A, FLEET_B, "f-extra-00"]
+    assert body["previous"] == emu.base_url + "/api/workspaces/workspaces/?ordering=name&page=2&search="
+
+
+def test_fleet_pages_empty_list_and_seed_setting() -> None:
+    seed = make_seed()
+    seed["settings"]["fleets_page_size"] = 10
+    seed["users"].append({"id": "u-carol"})
+    server, base_url = cmdop_emulator.start_in_thread(seed)
+    client = Emu(base_url)
+    try:
+        token = client.admin("POST", "tokens", {"user": "u-carol"}, expect=201)["access_token"]
+        assert client.get("/api/workspaces/workspaces/", token).json() == {"count": 0, "next": None, "previous": None, "results": []}
+        assert client.get("/api/workspaces/workspaces/", token, page=2).status_code == 404
+        alice = client.get("/api/workspaces/workspaces/", ALICE_TOKEN).json()
+        assert (alice["count"], len(alice["results"]), alice["next"]) == (2, 2, None)
+    finally:
+        client.close()
+        server.shutdown()
+
+
+@pytest.mark.parametrize("settings", [{"fleets_page_size": -1}, {"fleets_page_size": 1.5}, {"fleets_page_size": True},
+                                      {"fleets_page_size": "2"}, {"no_such_setting": 1}])
+def test_bad_settings_are_refused_and_change_nothing(emu: Emu, settings: dict[str, t.Any]) -> None:
+    response = emu.session.post(emu.base_url + "/_admin/settings", json=dict(settings, device_interval=9), timeout=10)
+    assert response.status_code == 400 and response.json()["detail"]
+    assert emu.admin("GET", "state")["settings"]["device_interval"] == 0
+    assert isinstance(emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).json(), list)
+
+
 def test_fleets_refused_to_api_key(emu: Emu) -> None:
     response = emu.get("/api/workspaces/workspaces/", KEY_A)
     assert response.status_code == 403
@@ -159,6 +228,49 @@ def test_empty_fleet_has_one_empty_page(emu: Emu) -> None:
     emu.admin("POST", "fleets", {"id": "f-empty", "name": "Empty", "members": ["u-alice"], "api_keys": ["cmdop_live_empty"]}, expect=201)
     page = emu.get("/api/machines/machines/", "cmdop_live_empty").json()
     assert (page["count"], page["pages"], page["results"], page["has_next"]) == (0, 1, [], False)
+
+
+def machine_ids(emu: Emu, credential: str, **params: t.Any) -> list[str]:
+    """The ids of one page of machines."""
+    response = emu.get("/api/machines/machines/", credential, **params)
+    assert response.status_code == 200, response.text
+    return [m["id"] for m in response.json()["results"]]
+
+
+def test_machines_come_in_id_order_across_fleets(emu: Emu) -> None:
+    emu.admin("POST", "machines", {"id": "m-0a-01b", "workspace": FLEET_B, "name": "late"}, expect=201)
+    emu.admin("POST", "machines", {"id": "a-first", "workspace": FLEET_A, "name": "later"}, expect=201)
+    everything = ["a-first", "m-0a-00", "m-0a-01", "m-0a-01b", "m-0a-02", "m-0a-03", "m-0a-04", "m-0b-00"]
+    assert machine_ids(emu, ALICE_TOKEN) == everything
+    assert machine_ids(emu, ALICE_TOKEN, page=1, page_size=3) + machine_ids(emu, ALICE_TOKEN, page=2, page_size=3) == everything[:6]
+    assert machine_ids(emu, KEY_B) == ["m-0a-01b", "m-0b-00"]
+
+
+def test_machine_ordering(emu: Emu) -> None:
+    created = {"m-0a-00": "2026-03-01T00:00:00Z", "m-0a-01": "2026-01-01T00:00:00Z", "m-0a-02": "2026-02-01T00:00:00Z",
+               "m-0a-03": "2026-01-01T00:00:00Z", "m-0a-04": "2026-02-01T00:00:00Z"}
+    emu.admin("POST", "reset", {"seed": dict(make_seed(), machines=[
+        machine(FLEET_A, int(machine_id[-2:]), created_at=stamp, name="n%d" % (5 - int(machine_id[-2:])),
+                public_ip="192.0.2.%d" % int(machine_id[-2:]) if machine_id in ("m-0a-01", "m-0a-03") else None)
+        for machine_id, stamp in created.items()])})
+    assert machine_ids(emu, KEY_A, ordering="created_at,id") == ["m-0a-01", "m-0a-03", "m-0a-02", "m-0a-04", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering=" created_at , -id ") == ["m-0a-03", "m-0a-01", "m-0a-04", "m-0a-02", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="-created_at,id") == ["m-0a-00", "m-0a-02", "m-0a-04", "m-0a-01", "m-0a-03"]
+    assert machine_ids(emu, KEY_A, ordering="created_at,id", page=2, page_size=2) == ["m-0a-02", "m-0a-04"]
+    assert machine_ids(emu, KEY_A, ordering="no_such_field,name") == ["m-0a-04", "m-0a-03", "m-0a-02", "m-0a-01", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="name") == ["m-0a-04", "m-0a-03", "m-0a-02", "m-0a-01", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="no_such_field,,-") == ["m-0a-00", "m-0a-01", "m-0a-02", "m-0a-03", "m-0a-04"]
+    assert machine_ids(emu, KEY_A, ordering="public_ip,id") == ["m-0a-01", "m-0a-03", "m-0a-00", "m-0a-02", "m-0a-04"]
+    assert machine_ids(emu, KEY_A, ordering="-public_ip,id") == ["m-0a-00", "m-0a-02", "m-0a-04", "m-0a-03", "m-0a-01"]
+    assert emu.admin("GET", "requests")[-1]["query"] == {"ordering": "-public_ip,id"}
+
+
+def test_machine_ordering_by_numbers_and_only_by_known_fields(emu: Emu) -> None:
+    emu.admin("POST", "machines", {"id": "m-0a-05", "workspace": FLEET_A, "name": "big", "cpu_count": 16, "local_ips": ["10.0.0.1"]})
+    emu.admin("POST", "machines", {"id": "m-0a-06", "workspace": FLEET_A, "name": "small", "cpu_count": 9, "local_ips": ["10.0.0.0"]})
+    assert machine_ids(emu, KEY_A, ordering="-cpu_count,id")[:3] == ["m-0a-05", "m-0a-06", "m-0a-00"]
+    assert machine_ids(emu, KEY_A, ordering="cpu_count,-id")[-3:] == ["m-0a-00", "m-0a-06", "m-0a-05"]
+    assert machine_ids(emu, KEY_A, ordering="local_ips")[-2:] == ["m-0a-05", "m-0a-06"]  # not an ordering field: ignored
 
 
 def test_machine_fields_and_defaults(emu: Emu) -> None:
@@ -290,6 +402,34 @@ def test_minted_and_expired_tokens(emu: Emu) -> None:
     assert emu.get("/api/machines/machines/", short["access_token"]).status_code == 401
 
 
+def test_token_answers_without_expires_in(emu: Emu) -> None:
+    emu.admin("POST", "settings", {"token_expires_in_omitted": True, "token_expires_in": 2})
+    device = start_device_flow(emu)
+    emu.admin("POST", "device/approve", {"user_code": device["user_code"], "user": "u-alice"})
+    granted = poll(emu, device["device_code"]).json()
+    refreshed = refresh(emu, ALICE_REFRESH).json()
+    minted = emu.admin("POST", "tokens", {"user": "u-alice"}, expect=201)
+    for token in (granted, refreshed, minted):
+        assert "expires_in" not in token and token["access_token"].startswith("cmdop_"), token
+        assert token["workspace_id"] == FLEET_A and token["token_type"] == "Bearer"
+    assert "expires_in" in emu.admin("POST", "tokens", {"user": "u-alice", "omit_expires_in": False}, expect=201)
+    assert emu.get("/api/workspaces/workspaces/", refreshed["access_token"]).status_code == 200
+    time.sleep(2.1)
+    for token in (granted, refreshed, minted):
+        assert emu.get("/api/workspaces/workspaces/", token["access_token"]).status_code == 401
+
+
+def test_minted_token_without_expires_in_per_call(emu: Emu) -> None:
+    token = emu.admin("POST", "tokens", {"user": "u-alice", "omit_expires_in": True, "expires_in": 0}, expect=201)
+    assert "expires_in" not in token and token["refresh_token"].startswith("clitr_")
+    assert emu.get("/api/workspaces/workspaces/", token["access_token"]).status_code == 401
+    assert refresh(emu, token["refresh_token"]).json()["expires_in"] == 3600
+    emu.admin("POST", "tokens", {"user": "u-alice", "omit_expires_in": "yes"}, expect=400)
+    sneaky = emu.oauth("token", {"grant_type": "refresh_token", "refresh_token": ALICE_REFRESH, "omit_expires_in": "1",
+                                 "token_expires_in": "5"}).json()
+    assert sneaky["expires_in"] == 3600
+
+
 def test_fault_429_then_success(emu: Emu) -> None:
     emu.admin("POST", "faults", {"path": "/api/workspaces/", "status": 429, "retry_after": 2}, expect=201)
     limited = emu.get("/api/workspaces/workspaces/", ALICE_TOKEN)
@@ -319,6 +459,114 @@ def test_fault_malformed_body_and_delay(emu: Emu) -> None:
     started = time.monotonic()
     assert emu.get("/api/machines/machines/", KEY_A).status_code == 200
     assert time.monotonic() - started >= 0.3
+
+
+MACHINES = "/api/machines/machines/"
+
+
+def test_fault_adds_a_machine_between_two_page_reads(emu: Emu) -> None:
+    assert machine_ids(emu, KEY_A, page=1, page_size=2) == ["m-0a-00", "m-0a-01"]
+    new = {"id": "m-0a-00b", "workspace": FLEET_A, "name": "newcomer", "os": "macos"}
+    queued = emu.admin("POST", "faults", {"path": MACHINES, "count": 1, "add_machine": new}, expect=201)
+    assert queued[0]["add_machine"] == new and queued[0]["status"] is None
+    page = emu.get(MACHINES, KEY_A, page=2, page_size=2)
+    assert page.status_code == 200 and page.json()["count"] == 6
+    assert [m["id"] for m in page.json()["results"]] == ["m-0a-01", "m-0a-02"]  # the change shifted the pages
+    assert emu.admin("GET", "faults") == []
+    assert emu.get(MACHINES + "m-0a-00b/", KEY_A).json()["os"] == "macos"
+    assert emu.admin("GET", "requests")[-2]["status"] == 200
+
+
+def test_fault_skip_deletes_on_the_second_matching_request(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "skip": 1, "delete_machine": "m-0a-00"}, expect=201)
+    assert emu.get("/api/workspaces/workspaces/", ALICE_TOKEN).status_code == 200  # another path: not counted
+    assert emu.get(MACHINES, KEY_A, page_size=2).json()["count"] == 5
+    assert emu.admin("GET", "faults")[0]["skip"] == 0
+    second = emu.get(MACHINES, KEY_A, page=2, page_size=2).json()
+    assert second["count"] == 4 and [m["id"] for m in second["results"]] == ["m-0a-03", "m-0a-04"]
+    assert emu.admin("GET", "faults") == []
+    assert emu.get(MACHINES + "m-0a-00/", KEY_A).status_code == 404
+
+
+def test_skipped_fault_lets_a_later_fault_answer(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "skip": 1, "status": 503})
+    emu.admin("POST", "faults", {"path": "/api/", "status": 500})
+    assert [emu.get(MACHINES, KEY_A).status_code for _attempt in range(3)] == [500, 503, 200]
+
+
+def test_fault_changes_the_fleet_and_answers_an_error(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 503, "add_machine": {"workspace": FLEET_B, "name": "added"}})
+    generated = emu.admin("GET", "faults")[0]["add_machine"]["id"]
+    assert emu.get(MACHINES, KEY_B).status_code == 503
+    assert generated in machine_ids(emu, KEY_B)
+
+
+def test_fleet_change_that_became_impossible_is_a_500(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "delete_machine": "m-0a-00"}, expect=201)
+    emu.admin("DELETE", "machines/m-0a-00")
+    response = emu.get(MACHINES, KEY_A)
+    assert response.status_code == 500 and "m-0a-00" in response.json()["detail"]
+    assert emu.admin("GET", "requests")[-1]["status"] == 500
+    assert emu.get(MACHINES, KEY_A).status_code == 200
+
+
+def test_churn_faults_are_checked_when_queued(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"workspace": "nowhere", "name": "x"}}, expect=404)
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"id": "m-0a-01", "workspace": FLEET_A, "name": "x"}}, expect=409)
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"workspace": FLEET_A}}, expect=400)
+    emu.admin("POST", "faults", {"path": MACHINES, "delete_machine": "no-such-machine"}, expect=404)
+    assert emu.admin("GET", "faults") == []
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"id": "m-new", "workspace": FLEET_A, "name": "x"}}, expect=201)
+    emu.admin("POST", "faults", {"path": MACHINES, "add_machine": {"id": "m-new", "workspace": FLEET_A, "name": "y"}}, expect=409)
+    emu.admin("POST", "faults", {"path": MACHINES, "delete_machine": "m-new"}, expect=201)
+    assert [emu.get(MACHINES, KEY_A).json()["count"] for _attempt in range(3)] == [6, 5, 5]
+
+
+def test_fault_html_body_and_headers(emu: Emu) -> None:
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 502, "body": "<html><h1>Bad Gateway</h1></html>", "content_type": "text/html"})
+    html = emu.get(MACHINES, KEY_A)
+    assert (html.status_code, html.headers["Content-Type"], html.text) == (502, "text/html", "<html><h1>Bad Gateway</h1></html>")
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}})
+    limited = emu.get(MACHINES, KEY_A)
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "Wed, 21 Oct 2026 07:28:00 GMT")
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 429, "retry_after": 3, "headers": {"retry-after": "soon"}})
+    assert emu.get(MACHINES, KEY_A).headers["Retry-After"] == "soon"
+    emu.admin("POST", "faults", {"path": MACHINES, "status": 302, "headers": {"Location": "http://127.0.0.1:9/elsewhere", "X-Count": 7}})
+    moved = emu.session.get(emu.base_url + MACHINES, headers={"Authorization": "Bearer " + KEY_A}, allow_redirects=False, timeout=10)
+    assert (moved.status_code, moved.headers["Location"], moved.headers["X-Count"]) == (302, "http://127.0.0.1:9/elsewhere", "7")
+    emu.admin("POST", "faults", {"path": MACHINES, "headers": {"content-type": "text/plain", "X-Extra": "1"}})
+    real = emu.get(MACHINES, KEY_A)
+    assert (real.status_code, real.headers["Content-Type"], real.headers["X-Extra"]) == (200, "text/plain", "1")
+    assert real.json()["count"] == 5
+    assert emu.get(MACHINES, KEY_A).headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("fault, detail", [
+    ({"path": "/api/", "stauts": 500}, "Unknown fault field(s): stauts"),
+    ({"path": "/api/", "status": "500"}, "'status' (expected an integer)"),
+    ({"path": "/api/", "status": True}, "'status' (expected an integer)"),
+    ({"path": "/api/"}, "A fault needs a status, a body, a delay, headers, add_machine or delete_machine."),
+    ({"path": "api/", "status": 500}, "'path' must start with '/'"),
+    ({"path": "/_admin/state", "status": 500}, "the admin API is never faulted"),
+    ({"status": 99}, "'status' must be an HTTP status"),
+    ({"status": 500, "count": 0}, "'count' must be >= 1."),
+    ({"status": 500, "skip": -1}, "'skip' must be >= 0."),
+    ({"status": 500, "delay": -1}, "'delay' must be >= 0."),
+    ({"status": 500, "content_type": "text/html"}, "'content_type' is the media type of 'body'"),
+    ({"status": 500, "body": "x", "content_type": 5}, "'content_type' (expected a string)"),
+    ({"status": 500, "headers": ["Retry-After"]}, "'headers' (expected an object)"),
+    ({"status": 500, "headers": {"Content-Length": "5"}}, "'Content-Length' is not a header a fault can set"),
+    ({"status": 500, "headers": {"Bad Name": "x"}}, "'Bad Name' is not a header a fault can set"),
+    ({"status": 500, "headers": {"X-A": "a\r\nSet-Cookie: x"}}, "the value of 'X-A' must be a one-line string"),
+    ({"status": 500, "headers": {"X-A": None}}, "the value of 'X-A' must be a one-line string"),
+    ({"add_machine": {"workspace": FLEET_A, "name": "x"}, "count": 2}, "use count 1"),
+    ({"add_machine": "m-1"}, "'add_machine' (expected an object)"),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_bad_faults_are_400_with_a_clear_detail(emu: Emu, fault: dict[str, t.Any], detail: str) -> None:
+    response = emu.session.post(emu.base_url + "/_admin/faults", json=fault, timeout=10)
+    assert response.status_code == 400, response.text
+    assert detail in response.json()["detail"]
+    assert emu.admin("GET", "faults") == []
 
 
 def test_global_latency(emu: Emu) -> None:
