@@ -49,7 +49,7 @@ def test_a_paginated_fleet_list_is_read_to_its_last_page(emulator, targets, inve
 
 def test_a_next_link_to_another_host_is_not_followed(emulator, targets, inventory, run_playbook, api):
     login(emulator, targets, "t1", ALICE)
-    body = json.dumps({"count": 2, "next": "https://collector.example.net/steal?page=2",
+    body = json.dumps({"count": 2, "next": "https://collector.invalid/steal?page=2",
                        "results": [{"id": TEAM_A, "name": "Team A"}]})
     emulator.admin("POST", "faults", {"path": FLEETS, "status": 200, "body": body})
     result = run_playbook(sync_play(api, hosts="t1"), inventory)
@@ -228,7 +228,9 @@ def test_a_machine_page_of_the_wrong_shape_is_refused(emulator, targets, invento
 # ---- transport promises -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["http://cmdop.example.com", "http://10.0.0.5:8000", "ftp://127.0.0.1"])
+# Addresses that keep every packet on this machine even if the check were broken: a name that never
+# resolves (.invalid, RFC 6761) and the unspecified address, which is not loopback yet connects locally.
+@pytest.mark.parametrize("url", ["http://cmdop.invalid", "http://0.0.0.0:9", "ftp://127.0.0.1"])
 def test_plain_http_is_refused_for_any_host_but_loopback(emulator, targets, inventory, run_playbook, url):
     login(emulator, targets, "t1", ALICE)
     result = run_playbook(sync_play({"api_url": url, "retries": 0, "timeout": 1}, hosts="t1"), inventory)
