@@ -227,7 +227,9 @@ class AwxJob:
         (root / "inventory").mkdir()
         config = root / "ansible.cfg"
         config.write_text("# empty: no ansible.cfg of the machine applies\n", encoding="utf-8")
-        envvars = dict(injected, ANSIBLE_INVENTORY_UNPARSED_FAILED="True", ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_FORCE_COLOR="0")
+        # AWX's own settings for inventory updates and jobs (STANDARD_INVENTORY_UPDATE_ENV), then the credential's injectors.
+        envvars = dict(ANSIBLE_INVENTORY_UNPARSED_FAILED="True", ANSIBLE_INVENTORY_EXPORT="True", ANSIBLE_VERBOSE_TO_STDERR="True",
+                       ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_FORCE_COLOR="0", **injected)
         (root / "env" / "envvars").write_text(yaml.safe_dump(envvars), encoding="utf-8")
         # What the execution environment itself provides: the collection installed, a HOME without ~/.cmdop.
         self.process_env = clean_env(HOME=str(self.empty_home), ANSIBLE_COLLECTIONS_PATH=str(installed),
@@ -270,19 +272,23 @@ INVENTORY_UPDATE = """
 out = pdd + '/inventory-update.json'
 r = ansible_runner.run_command(executable_cmd='ansible-inventory', cmdline_args=['--list', '--export', '-i', 'fleets.cmdop.yml',
                                '--output', out], private_data_dir=pdd, project_dir=pdd + '/project', host_cwd=pdd + '/project', quiet=True)
-print(json.dumps({'rc': r[2], 'stderr': r[1], 'inventory': json.load(open(out)) if r[2] == 0 else None}))
+print(json.dumps({'rc': r[2], 'stderr': r[0] + r[1], 'inventory': json.load(open(out)) if r[2] == 0 else None}))
 """
 
 
-@pytest.mark.parametrize("credential", ["token", "api_key"])
+@pytest.mark.parametrize("credential", ["token", "api_key", "refused token"])
 def test_an_awx_inventory_source_from_the_credentials_environment_alone(awx_job: t.Callable, emulator: t.Any, credential: str) -> None:
     token = emulator.admin("POST", "tokens", {"user": ALICE, "expires_in": 3600})["access_token"]
     state = emulator.admin("GET", "state")
     team_a = next(fleet for fleet in state["fleets"] if fleet["slug"] == "team-a")
-    inputs = {"api_url": emulator.url, "token": token} if credential == "token" else {"api_url": emulator.url, "api_key": team_a["api_keys"][0]}
+    inputs = {"token": {"api_url": emulator.url, "token": token}, "api_key": {"api_url": emulator.url, "api_key": team_a["api_keys"][0]},
+              "refused token": {"api_url": emulator.url, "token": "cmdop_not_a_token_of_this_server_0123456789"}}[credential]
     job = awx_job(awx_injected_env(inputs))
     (job.root / "project" / "fleets.cmdop.yml").write_text("plugin: cmdop.fleet.cmdop\nfleets_from: api\n", encoding="utf-8")
     result = job.run(INVENTORY_UPDATE)
+    if credential == "refused token":  # a failed update, with the reason, not an empty inventory
+        assert result["rc"] != 0 and "unauthorized" in result["stderr"].lower() and inputs["token"] not in result["stderr"], result
+        return
     assert result["rc"] == 0, result["stderr"]
     groups = {name for name in result["inventory"] if name.startswith("fleet_")}
     if credential == "token":

@@ -630,6 +630,21 @@ def test_fleet_sync_role_leaves_last_synced_to_the_module_unless_set(emulator, t
     assert always["last_synced"] == "always", always
 
 
+def test_a_host_moved_to_the_newer_client_is_skipped_or_refused(emulator, targets, inventory, run_playbook):
+    """README, troubleshooting: the newer client keeps its token in the keyring and moves ~/.cmdop aside."""
+    write_as(targets, "t1", ".cmdop.legacy-moved/ssh_workspaces.json", json.dumps({"active": "", "workspaces": []}))
+    play = {"hosts": "t1", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_sync"}], "vars": {"fleet_sync_api_url": emulator.url}}
+    skipped = run_playbook([play], inventory)
+    assert skipped.rc == 0, skipped.describe()
+    assert skipped.status("Sync the fleets into the host's fleet file", "t1") == "skipped"
+    assert "no OAuth credential on this host" in skipped.task("Sync the fleets into the host's fleet file", "t1")["msg"]
+    assert not (targets.home("t1") / ".cmdop").exists()
+    relay = run_playbook([dict(play, environment={"CMDOP_TOKEN": "cmdop_relay_token_of_the_new_sdk_0123456789"})], inventory)
+    assert relay.status("Sync the fleets into the host's fleet file", "t1") == "failed"
+    assert "sync: unauthorized" in relay.task("Sync the fleets into the host's fleet file", "t1")["msg"]
+    assert "cmdop_relay_token_of_the_new_sdk_0123456789" not in relay.stdout
+
+
 def test_become_root_writes_another_users_file_owned_by_them(run_playbook, clean_targets):
     """As root (here: localhost), owner/group give the file, a created folder and the lock to the user."""
     home = clean_targets.home("t2")
