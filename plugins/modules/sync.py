@@ -41,6 +41,7 @@ author:
   - cmdop.fleet maintainers (@cmdop)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - cmdop.fleet.attributes.actiongroup_fleet
   - cmdop.fleet.api
   - ansible.builtin.files
 attributes:
