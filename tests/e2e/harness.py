@@ -558,6 +558,9 @@ class AnsibleRunner:
         }
         callback_env.update(env or {})
         cli = self.run("ansible-playbook", cmd, env=callback_env, timeout=timeout)
+        if "callback plugin (<ansible.plugins.callback.%s." % CALLBACK_NAME in cli.stderr:
+            # ansible-playbook only warns when a callback raises; results would be missing silently.
+            raise RuntimeError("the harness callback failed:\n%s" % cli.stderr)
         data: dict[str, t.Any] = {}
         if results_file.exists():
             data = json.loads(results_file.read_text(encoding="utf-8"))
@@ -679,11 +682,19 @@ class CallbackModule(CallbackBase):
             self._current_play()["tasks"].append(entry)
         return entry
 
+    @staticmethod
+    def _parts(result: t.Any) -> tuple[t.Any, t.Any, dict[str, t.Any]]:
+        """(host, task, result dict) of a task result: 2.19's CallbackTaskResult has public names, the older TaskResult only _host, _task, _result."""
+        if hasattr(result, "result"):
+            return result.host, result.task, result.result
+        return result._host, result._task, result._result  # pylint: disable=protected-access
+
     def _record(self, result: t.Any, status: str) -> None:
-        data = strip_internal_keys(dict(result.result))
+        host, task, payload = self._parts(result)
+        data = strip_internal_keys(dict(payload))
         if status == "ok" and data.get("changed"):
             status = "changed"
-        self._task_entry(result.task)["hosts"][result.host.name] = {"status": status, "result": data}
+        self._task_entry(task)["hosts"][host.name] = {"status": status, "result": data}
 
     def v2_playbook_on_play_start(self, play: t.Any) -> None:
         self._plays.append({"name": play.get_name().strip(), "tasks": []})
