@@ -62,7 +62,7 @@ for core in "${CORES[@]}"; do
   # ansible-test --venv bootstraps pip with a get-pip script it would download;
   # it first looks in its cache. This shim does the same job offline.
   scripts/install-get-pip-shim.sh "$venv/bin/python" >/dev/null
-  echo "bootstrap: $venv: $("$venv/bin/ansible" --version | head -n1)"
+  echo "bootstrap: $venv: $("$venv/bin/ansible" --version | sed -n 1p)"
 done
 
 # Target interpreters: machine-wide (the target users must be able to run
@@ -72,10 +72,10 @@ exec 9>"$TARGET_PYTHONS_DIR/.lock"
 flock 9
 for requirements in tests/e2e/target-requirements/*.txt; do
   dir=$(target_python_dir "$requirements")
-  if [ ! -f "$dir/.bootstrap.done" ]; then
+  if [ ! -f "$dir/.bootstrap.done" ] || ! grep -qx "home = $(dirname "$TARGET_BASE_PYTHON")" "$dir/pyvenv.cfg"; then
     echo "bootstrap: building the target interpreter $dir"
     rm -rf "$dir"
-    "$PYTHON" -m venv "$dir"
+    "$TARGET_BASE_PYTHON" -m venv "$dir"
     "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
     chmod -R a+rX "$dir"
     touch "$dir/.bootstrap.done"

@@ -20,6 +20,9 @@ core_venv() {
 # the target users) in TARGET_PYTHONS_DIR, named <file stem>-<first 12 hex of
 # the file's sha256> (tests/e2e/harness.py computes the same name).
 TARGET_PYTHONS_DIR=/opt/cmdop-fleet-e2e
+# What they are made from: Debian's Python, which a target user can run (a
+# python3 earlier on root's PATH, e.g. pyenv's under /root, may not be).
+TARGET_BASE_PYTHON=/usr/bin/python3
 target_python_dir() {
   local file=$1
   echo "$TARGET_PYTHONS_DIR/$(basename "$file" .txt)-$(sha256sum "$file" | cut -c1-12)"

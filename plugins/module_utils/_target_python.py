@@ -32,8 +32,12 @@ def too_old(version_info):
 
 
 def require_python():
-    """On too old a Python, fail the task the way AnsibleModule would (JSON with failed and msg on stdout) and exit."""
+    """On too old a Python, fail the task the way AnsibleModule would (JSON with failed and msg on stdout) and exit.
+
+    There is no AnsibleModule yet (this runs at import), so this does what ansible.module_utils.basic does
+    for its own minimum Python: print the result and exit.
+    """
     message = too_old(sys.version_info)
     if message is not None:
-        print(json.dumps({"failed": True, "msg": message}))
-        sys.exit(1)
+        print(json.dumps({"failed": True, "msg": message}))  # pylint: disable=ansible-bad-function
+        sys.exit(1)  # pylint: disable=ansible-bad-function

@@ -86,9 +86,11 @@ def test_the_targets_have_the_libraries_of_this_run(ssh_targets) -> None:
         proc = ssh_targets.ssh(host, "%s -c %s" % (shlex.quote(TARGET_PYTHON), shlex.quote(script)))
         assert proc.returncode == 0, proc.stderr
         found = json.loads(proc.stdout)
+        versions = {name: Version(version) for name, (version, where) in found.items()}
+        folders = {item[1] for item in found.values()}
         if libs:
-            assert {name: Version(version) for name, (version, _) in found.items()} == pins(TARGET_REQUIREMENTS / ("%s.txt" % libs))
-            assert all(where.startswith(str(Path(TARGET_PYTHON).parents[1])) for _, where in found.values()), found
+            assert versions == pins(TARGET_REQUIREMENTS / ("%s.txt" % libs))
+            assert all(where.startswith(str(Path(TARGET_PYTHON).parents[1])) for where in folders), found
         else:
             assert TARGET_PYTHON == SYSTEM_PYTHON
-            assert {where for _, where in found.values()} == {"/usr/lib/python3/dist-packages"}, found
+            assert folders == {"/usr/lib/python3/dist-packages"}, found
