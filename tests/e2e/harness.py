@@ -581,7 +581,7 @@ class AnsibleRunner:
         }
         callback_env.update(env or {})
         cli = self.run("ansible-playbook", cmd, env=callback_env, timeout=timeout)
-        if "callback plugin (<ansible.plugins.callback.%s." % CALLBACK_NAME in cli.stderr:
+        if "callback plugin (<ansible.plugins.callback.%s." % CALLBACK_NAME in " ".join(cli.stderr.split()):  # wrapped before 2.19
             # ansible-playbook only warns when a callback raises; results would be missing silently.
             raise RuntimeError("the harness callback failed:\n%s" % cli.stderr)
         data: dict[str, t.Any] = {}
