@@ -1,6 +1,7 @@
 # Two entry points, both from a fresh clone (as root on Debian, or with sudo-less root in CI):
 #   make demo   bootstrap, then the demo (scripts/demo.sh)
-#   make test   bootstrap, ansible-test sanity, pytest tests/unit tests/e2e (scripts/test.sh)
+#   make test   bootstrap, ansible-test sanity on the oldest and newest ansible-core, pytest tests/unit tests/e2e
+#               on every ansible-core, the module tests with the oldest target libraries (scripts/test.sh)
 .PHONY: demo test bench bootstrap sanity pytest clean
 
 demo: bootstrap

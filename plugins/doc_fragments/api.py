@@ -64,6 +64,7 @@ options:
     default: 4
 requirements:
   - requests >= 2.25
+  - urllib3 >= 1.26
   - requests-oauthlib >= 1.3
-  - jsonschema >= 4.10
+  - jsonschema >= 3.2
 """

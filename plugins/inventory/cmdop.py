@@ -240,6 +240,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
 from ansible.utils.unsafe_proxy import wrap_var
@@ -622,7 +623,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             evaluate = getattr(self.templar, "evaluate_conditional", None)
             if evaluate is not None:
                 return bool(evaluate(condition))
-            return self.templar.template("{%% if %s %%}True{%% else %%}False{%% endif %%}" % condition) == "True"  # ansible-core < 2.19
+            # ansible-core < 2.19, as its Constructable does it: the template's "True" may come back as the boolean True
+            return boolean(self.templar.template("{%% if %s %%}True{%% else %%}False{%% endif %%}" % condition))
         except Exception as exc:  # pylint: disable=broad-except  # any template error is the user's condition's
             raise CmdopError("filters.%s[%d] (%s) cannot be evaluated: %s" % (kind, index, condition, exc)) from None
 

@@ -42,13 +42,14 @@ from ansible_collections.cmdop.fleet.plugins.module_utils import _token
 try:
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+    from urllib3.exceptions import NewConnectionError, TimeoutError as Urllib3Timeout
     from urllib3.util.retry import Retry
 except ImportError:
     requests = None
     HTTPAdapter = object
     Retry = object
     Urllib3Timeout = OSError
+    NewConnectionError = OSError
     REQUESTS_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
 else:
     REQUESTS_IMPORT_ERROR = None
@@ -186,8 +187,19 @@ def scrub(text: t.Any, secrets: t.Iterable[str], limit: int = 300) -> str:
 
 
 def _transport_error(url: str, exc: Exception, timeout: float, credential: Credential) -> CmdopError:
-    """A user's message for a request that got no answer. With retries, urllib3 wraps a timeout in MaxRetryError."""
+    """A user's message for a request that got no answer. With retries, urllib3 wraps the cause in MaxRetryError.
+
+    urllib3's NewConnectionError (no connection made: refused, no route, unknown host) is a subclass of its
+    timeout error, so it is told apart first; the socket's own error is in its exception chain.
+    """
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, NewConnectionError):
+        cause: t.Optional[BaseException] = reason
+        while cause is not None and not isinstance(cause, ConnectionRefusedError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            return CmdopError("%s: connection refused (and on every retry)" % url)
+        return CmdopError("cannot reach %s: %s" % (url, scrub(reason, credential.secrets)))
     if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, Urllib3Timeout):
         return CmdopError("%s timed out after %s seconds (and on every retry)" % (url, timeout))
     if isinstance(exc, requests.exceptions.SSLError):

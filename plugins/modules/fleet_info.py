@@ -4,8 +4,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import annotations
-
 DOCUMENTATION = r"""
 module: fleet_info
 short_description: List the user's CMDOP fleets, and optionally their machines
@@ -95,6 +93,10 @@ token_refreshed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cmdop.fleet.plugins.module_utils._target_python import require_python
+
+require_python()  # before the module_utils below, which cannot even compile on an older Python
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     API_ARGUMENT_SPEC,

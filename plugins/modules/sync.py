@@ -4,8 +4,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import annotations
-
 DOCUMENTATION = r"""
 module: sync
 short_description: Sync the user's CMDOP fleets into ~/.cmdop/ssh_workspaces.json, headless and idempotent
@@ -217,8 +215,13 @@ token_refreshed:
 import contextlib
 import datetime
 import os
+import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cmdop.fleet.plugins.module_utils._target_python import require_python
+
+require_python()  # before the module_utils below, which cannot even compile on an older Python
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
 from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
@@ -241,7 +244,7 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fetch_fleets(module: AnsibleModule, result: dict) -> list | None:
+def fetch_fleets(module: AnsibleModule, result: dict) -> t.Optional[list]:
     """The server's fleets, from O(fleets) or the API; None when the host has no OAuth credential."""
     if module.params["fleets"] is not None:
         return validate_server_fleets(module.params["fleets"], "the fleets option")

@@ -4,7 +4,9 @@
   (``scripts/collection-layout.sh``), for ``ANSIBLE_COLLECTIONS_PATH``.
 * ``SshTargets``: a private ``/usr/sbin/sshd`` on 127.0.0.1 and real local Unix
   users (``cmdop-t1``, ``cmdop-t2``) reached over SSH with a throw-away key, using
-  the system ``/usr/bin/python3`` (Debian's python3-requests etc.) like a real host.
+  the system ``/usr/bin/python3`` (Debian's python3-requests etc.) like a real host,
+  or, with ``CMDOP_E2E_TARGET_LIBS``, an interpreter with other library versions
+  (``target_python()``).
 * ``AnsibleRunner``: runs the venv's ``ansible-playbook`` / ``ansible-inventory`` /
   other CLIs with a hermetic environment.
 * ``Emulator``: ``tests/emulator/cmdop_emulator.py`` as a subprocess.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -60,7 +63,27 @@ DEFAULT_EMULATOR_SEED = REPO_ROOT / "tests" / "emulator" / "seed-demo.json"
 
 # host alias in the inventory -> local Unix user it logs in as
 TARGET_HOSTS: dict[str, str] = {"t1": "cmdop-t1", "t2": "cmdop-t2"}
-TARGET_PYTHON = "/usr/bin/python3"
+TARGET_REQUIREMENTS = REPO_ROOT / "tests" / "e2e" / "target-requirements"
+TARGET_PYTHONS_DIR = Path("/opt/cmdop-fleet-e2e")  # scripts/matrix.sh's TARGET_PYTHONS_DIR
+TARGET_LIBS_ENV = "CMDOP_E2E_TARGET_LIBS"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def target_python(libs: str | None = None) -> str:
+    """The targets' interpreter: Debian's /usr/bin/python3 with its packages, or, for libs (default
+    $CMDOP_E2E_TARGET_LIBS) = a stem of tests/e2e/target-requirements/<stem>.txt, the virtualenv that
+    scripts/bootstrap.sh built from that file (named as scripts/matrix.sh's target_python_dir names it)."""
+    libs = os.environ.get(TARGET_LIBS_ENV) if libs is None else libs
+    if not libs:
+        return SYSTEM_PYTHON
+    requirements = TARGET_REQUIREMENTS / ("%s.txt" % libs)
+    folder = TARGET_PYTHONS_DIR / ("%s-%s" % (libs, hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]))
+    if not (folder / ".bootstrap.done").exists():
+        raise RuntimeError("%s=%s: no target interpreter at %s; run scripts/bootstrap.sh" % (TARGET_LIBS_ENV, libs, folder))
+    return str(folder / "bin" / "python")
+
+
+TARGET_PYTHON = target_python()
 SSHD = "/usr/sbin/sshd"
 # Held for a whole test session: the target users are machine-wide, so two
 # sessions (e.g. two people running make test in one machine) take turns.
@@ -558,6 +581,9 @@ class AnsibleRunner:
         }
         callback_env.update(env or {})
         cli = self.run("ansible-playbook", cmd, env=callback_env, timeout=timeout)
+        if "callback plugin (<ansible.plugins.callback.%s." % CALLBACK_NAME in " ".join(cli.stderr.split()):  # wrapped before 2.19
+            # ansible-playbook only warns when a callback raises; results would be missing silently.
+            raise RuntimeError("the harness callback failed:\n%s" % cli.stderr)
         data: dict[str, t.Any] = {}
         if results_file.exists():
             data = json.loads(results_file.read_text(encoding="utf-8"))
@@ -679,11 +705,19 @@ class CallbackModule(CallbackBase):
             self._current_play()["tasks"].append(entry)
         return entry
 
+    @staticmethod
+    def _parts(result: t.Any) -> tuple[t.Any, t.Any, dict[str, t.Any]]:
+        """(host, task, result dict) of a task result: 2.19's CallbackTaskResult has public names, the older TaskResult only _host, _task, _result."""
+        if hasattr(result, "result"):
+            return result.host, result.task, result.result
+        return result._host, result._task, result._result  # pylint: disable=protected-access
+
     def _record(self, result: t.Any, status: str) -> None:
-        data = strip_internal_keys(dict(result.result))
+        host, task, payload = self._parts(result)
+        data = strip_internal_keys(dict(payload))
         if status == "ok" and data.get("changed"):
             status = "changed"
-        self._task_entry(result.task)["hosts"][result.host.name] = {"status": status, "result": data}
+        self._task_entry(task)["hosts"][host.name] = {"status": status, "result": data}
 
     def v2_playbook_on_play_start(self, play: t.Any) -> None:
         self._plays.append({"name": play.get_name().strip(), "tasks": []})

@@ -37,6 +37,7 @@ from cmdop_helpers import (  # pylint: disable=unused-import
     sync_play,
     write_as,
 )
+from harness import free_port
 
 
 class KeptModules:
@@ -413,6 +414,17 @@ def test_timeout(emulator, targets, inventory, run_playbook, api):
     result = run_playbook(sync_play(dict(api, timeout=1, retries=0), hosts="t1"), inventory)
     assert "timed out after 1.0 seconds" in result.task("sync", "t1")["msg"]
     assert result.task("sync", "t1")["msg"].startswith("sync: http")
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_refused_connection_says_so(emulator, targets, inventory, run_playbook, retries):
+    login(emulator, targets, "t1", ALICE)
+    closed = "http://127.0.0.1:%d" % free_port()  # nothing listens there: the connection is refused at once
+    result = run_playbook(sync_play({"api_url": closed, "retries": retries, "timeout": 30}, hosts="t1"), inventory)
+    msg = result.task("sync", "t1")["msg"]
+    assert result.status("sync", "t1") == "failed"
+    assert msg.startswith("sync: %s/api/" % closed) and "connection refused" in msg, msg
+    assert "timed out" not in msg, msg
 
 
 def test_a_full_disk_leaves_the_file_as_it_was(emulator, targets, inventory, run_playbook, api):

@@ -16,7 +16,18 @@ from pathlib import Path
 import pytest
 
 from ansible.errors import AnsibleError
-from ansible.template import Templar, is_trusted_as_template, trust_as_template
+from ansible.template import Templar
+
+try:  # ansible-core 2.19+: data tagging; text is a template only when trusted
+    from ansible.template import is_trusted_as_template, trust_as_template
+except ImportError:  # ansible-core < 2.19: text is a template unless it is AnsibleUnsafe
+    from ansible.utils.unsafe_proxy import AnsibleUnsafe
+
+    def is_trusted_as_template(value: t.Any) -> bool:
+        return isinstance(value, str) and not isinstance(value, AnsibleUnsafe)
+
+    def trust_as_template(value: str) -> str:
+        return value
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import reconcile
 
@@ -384,6 +395,24 @@ def test_filters(run: t.Any, start_emulator: t.Any) -> None:
         run.parse(run.config(path=str(fleets), api_url=emulator.url, filters={"include": ["nosuchvar == 1"]}))
     with pytest.raises(AnsibleError, match="filters: unknown key"):
         run.parse(run.config(path=str(fleets), api_url=emulator.url, filters={"online": True}))
+
+
+@pytest.mark.parametrize("filters, kept", [
+    ({"include": ["true"]}, ["lab-1", "web-1", "web-2"]),
+    ({"include": ["cmdop_name is string"]}, ["lab-1", "web-1", "web-2"]),
+    ({"include": ["false"]}, []),
+    ({"include": ["false", "cmdop_name == 'lab-1'"]}, ["lab-1"]),
+    ({"exclude": ["true"]}, []),
+    ({"exclude": ["false"]}, ["lab-1", "web-1", "web-2"]),
+    ({"exclude": ["cmdop_name != 'lab-1'"]}, ["lab-1"]),
+    ({"include": ["cmdop_name is match('web-')"], "exclude": ["cmdop_name == 'web-2'"]}, ["web-1"]),
+])
+def test_filters_keep_what_the_conditions_say(run: t.Any, start_emulator: t.Any, filters: dict, kept: t.List[str]) -> None:
+    # On every core: before 2.19 the templated condition comes back as the boolean True, not the text "True".
+    emulator = start_emulator(make_seed())
+    fleets = run.fleet_file([entry("team-a", KEY_A, FA), entry("lab", KEY_B, FB)])
+    inventory = run.parse(run.config(path=str(fleets), api_url=emulator.url, filters=filters))
+    assert sorted(inventory.hosts) == kept
 
 
 @pytest.mark.parametrize("connect_with, expected", [
