@@ -19,15 +19,8 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes, _token
-from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
-    OAUTH,
-    REQUESTS_IMPORT_ERROR,
-    REQUESTS_OAUTHLIB_IMPORT_ERROR,
-    CmdopClient,
-    CmdopError,
-    Credential,
-    UnauthorizedError,
-)
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError
+from ansible_collections.cmdop.fleet.plugins.module_utils._client import REQUESTS_IMPORT_ERROR, REQUESTS_OAUTHLIB_IMPORT_ERROR, CmdopClient
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, Move
 from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import FleetFileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODES, login_hint

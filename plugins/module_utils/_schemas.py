@@ -143,11 +143,21 @@ def _rule(error: t.Any) -> str:
     return "does not match the expected %s" % validator
 
 
+_VALIDATORS: t.Dict[int, t.Tuple[dict, t.Any]] = {}  # id(schema) -> (schema, its validator): each schema is compiled once
+
+
+def _validator(schema: dict) -> t.Any:
+    known = _VALIDATORS.get(id(schema))
+    if known is None or known[0] is not schema:
+        known = _VALIDATORS[id(schema)] = (schema, jsonschema.Draft7Validator(schema))
+    return known[1]
+
+
 def validate(instance: t.Any, schema: dict, what: str) -> None:
     """Raise SchemaError naming ``what`` and the first broken rule."""
     if jsonschema is None:
         raise SchemaError("the jsonschema Python library is required to check %s" % what)
-    validator = jsonschema.Draft7Validator(schema)
+    validator = _validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         raise SchemaError("%s is not valid: %s %s" % (what, _where(error.absolute_path), _rule(error)))

@@ -542,7 +542,7 @@ def test_the_cache_holds_the_api_payload_only_never_a_secret(run: t.Any, start_e
     assert len(files) == 1
     payload = json.loads(next(iter(files.values())))
     payload = json.loads(payload["__payload__"]) if "__payload__" in payload else payload  # ansible-core 2.19's jsonfile wraps it
-    assert set(payload) == {"version", "fleets", "listings"}
+    assert set(payload) == {"version", "fetched_at", "fleets", "listings"}
     # Team A's key lists its 2 machines; Alice's token lists the 4 of her fleets.
     assert sorted(len(listing) for listing in payload["listings"].values()) == [2, 4]
     assert_no_secret(next(iter(files.values())))
