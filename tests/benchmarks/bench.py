@@ -26,8 +26,9 @@ import bench_sync  # noqa: E402  pylint: disable=wrong-import-position,import-er
 from harness import AnsibleRunner, collection_layout  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from measure import Row, table  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
-FULL = {"small": (2, 25), "large": (500, 40), "rounds": 5, "large_rounds": 3, "targets": 20, "sync_rounds": 3, "entries": (1000, 10000, 100000)}
-CI = {"small": (2, 5), "large": (10, 10), "rounds": 1, "large_rounds": 1, "targets": 2, "sync_rounds": 1, "entries": (100, 1000)}
+FULL = {"small": (2, 25), "large": (500, 40), "rounds": 5, "large_rounds": 3, "targets": 20, "sync_rounds": 3, "entries": (1000, 10000, 100000),
+        "reconcile_rounds": 3}
+CI = {"small": (2, 5), "large": (10, 10), "rounds": 1, "large_rounds": 1, "targets": 2, "sync_rounds": 1, "entries": (100, 1000), "reconcile_rounds": 1}
 
 
 def machine() -> str:
@@ -41,6 +42,12 @@ def machine() -> str:
     return "%s, %d cores, %s, Python %s, ansible-core %s" % (cpu, os.cpu_count() or 0, platform.platform(), platform.python_version(), ansible.__version__)
 
 
+def progress(rows: t.List[Row]) -> None:
+    """The rows measured so far, on stderr, so a long run shows where it is."""
+    sys.stderr.write(table(rows) + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: t.Optional[t.List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ci", action="store_true", help="small sizes, one round, targets not judged")
@@ -52,10 +59,13 @@ def main(argv: t.Optional[t.List[str]] = None) -> int:
         runner = AnsibleRunner(collections, Path(workdir) / "ansible")
         small, large = sizes["small"], sizes["large"]
         rows += bench_inventory.case(runner, Path(workdir) / "small", "%d machines" % (small[0] * small[1]), small[0], small[1], sizes["rounds"], False)
+        progress(rows)
         rows += bench_inventory.case(runner, Path(workdir) / "large", "%d machines in %d fleets" % (large[0] * large[1], large[0]),
                                      large[0], large[1], sizes["large_rounds"], True)
+        progress(rows)
         rows += bench_sync.sync_case(runner, Path(workdir) / "sync", sizes["targets"], sizes["sync_rounds"])
-        rows += bench_sync.reconcile_case(collections, sizes["entries"], sizes["rounds"])
+        progress(rows)
+        rows += bench_sync.reconcile_case(collections, sizes["entries"], sizes["reconcile_rounds"])
     print("\n" + machine())
     print(table(rows))
     missed = [row.case for row in rows if row.met == "NO"]
