@@ -40,7 +40,9 @@ description:
     never a token or a key. The cache key covers the inventory file, the API URL, the mode, O(fleets_from) and a one-way fingerprint of
     every credential used (the account's user id for a token file), so two accounts never share an entry and a new API key is a cache miss.
     With O(on_error=cache) the last good answer is served when the API fails (see O(on_error))."
-  - "Speed: on a cache hit the plugin sends no request and does not load the HTTP and OAuth libraries."
+  - "Speed: on a cache hit the plugin sends no request and loads neither the HTTP and OAuth libraries nor the schema library: the fleet file and
+    the token file, checked against their schemas once, are not checked again while their bytes stay the same (the cache keeps a one-way
+    digest of each, never their content)."
 extends_documentation_fragment:
   - ansible.builtin.constructed
   - ansible.builtin.inventory_cache
@@ -292,6 +294,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     with_fallback,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import normalize_url
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import FLEET_FILE, TOKEN_FILE, remember_valid, valid_digests
 from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError, TokenStore
 
 display = Display()
@@ -331,6 +334,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._read_config_data(path)
         self.load_cache_plugin()
         self._secrets, self._oauth, self._oauth_loaded = [], None, False
+        known = self._known_valid(path, cache)
         try:
             self._check_options()
             plan = self._plan()
@@ -342,7 +346,24 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             result = self._layout(verdict.fleets, payload)
         except (CmdopError, _fleet_file.FleetFileError, TokenFileError, FileError) as exc:
             raise AnsibleError("cmdop: %s" % self._scrub(exc)) from None
+        if self.get_option("cache") and valid_digests() != known:
+            self._cache[self._valid_key(path)] = valid_digests()
         self._populate(result)
+
+    # ---- the local files checked once: a cache hit needs no schema library ------------
+
+    def _valid_key(self, path: str) -> str:
+        return "%s_valid" % self.get_cache_key(path)
+
+    def _known_valid(self, path: str, cache: bool) -> t.Optional[t.List[str]]:
+        """With the cache on, the fleet and token files checked by an earlier run (by digest) are not checked again."""
+        if not self.get_option("cache"):
+            remember_valid((), ())
+            return None
+        known = self._cache.get(self._valid_key(path)) if cache else None
+        known = known if isinstance(known, list) else None
+        remember_valid((FLEET_FILE, TOKEN_FILE), known or ())
+        return known
 
     # ---- options -------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import bench_sync  # noqa: E402  pylint: disable=wrong-import-position,import-er
 from harness import AnsibleRunner, collection_layout  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from measure import Row, table  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
-FULL = {"small": (2, 25), "large": (500, 40), "rounds": 5, "large_rounds": 3, "targets": 20, "sync_rounds": 3, "entries": (1000, 10000, 100000),
+FULL = {"small": (2, 25), "large": (500, 40), "rounds": 5, "large_rounds": 2, "targets": 20, "sync_rounds": 3, "entries": (1000, 10000, 100000),
         "reconcile_rounds": 3}
 CI = {"small": (2, 5), "large": (10, 10), "rounds": 1, "large_rounds": 1, "targets": 2, "sync_rounds": 1, "entries": (100, 1000), "reconcile_rounds": 1}
 

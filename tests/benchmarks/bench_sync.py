@@ -43,7 +43,8 @@ def sync_case(runner: AnsibleRunner, folder: Path, targets: int, rounds: int) ->
         sync = folder / "sync.yml"
         sync.write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": [
             {"name": "list once", "cmdop.fleet.fleet_info": {"api_url": emulator.url, "token": TOKEN},
-             "delegate_to": "localhost", "run_once": True, "register": "account"},
+             "delegate_to": "localhost", "run_once": True, "register": "account",
+             "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
             {"name": "sync", "cmdop.fleet.sync": {"fleets": "{{ account.fleets }}"}},
         ]}]), encoding="utf-8")
         ping = folder / "ping.yml"

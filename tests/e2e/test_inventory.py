@@ -369,10 +369,10 @@ def test_reachability_fields_are_host_variables_and_hostvar_fields_keeps_only_so
         group_variables, cmdop_has_shell=False, cmdop_is_online=False, cmdop_fleet="team-a", cmdop_fleets=["team-a"], ansible_host="idle.example.net")
 
 
-# ---- a cache hit loads no HTTP library ------------------------------------------------------------
+# ---- a cache hit loads no HTTP library, no schema library ----------------------------------------------
 
 
-HTTP_LIBRARIES = ("requests", "requests_oauthlib", "oauthlib", "urllib3")
+HTTP_LIBRARIES = ("requests", "requests_oauthlib", "oauthlib", "urllib3", "jsonschema")
 
 
 def imported(stderr: str) -> t.Set[str]:
@@ -381,6 +381,7 @@ def imported(stderr: str) -> t.Set[str]:
 
 
 def test_a_cache_hit_does_not_load_the_http_libraries(inv: Inventory, tmp_path: Path) -> None:
+    """Nor jsonschema: the fleet file and the token file found valid before (same bytes, by digest) are not checked again."""
     inv.fleets("team-a", "lab")
     config = inv.config(cache=True, cache_plugin="ansible.builtin.jsonfile", cache_connection=str(tmp_path / "cache"))
     cold = inv.run(config, "--graph", PYTHONPROFILEIMPORTTIME="1")
@@ -391,6 +392,11 @@ def test_a_cache_hit_does_not_load_the_http_libraries(inv: Inventory, tmp_path: 
     assert warm.rc == 0 and warm.stdout == cold.stdout, warm.describe()
     assert inv.requests() == []
     assert not set(HTTP_LIBRARIES) & imported(warm.stderr), set(HTTP_LIBRARIES) & imported(warm.stderr)
+    # A changed fleet file is checked again, and a broken one still fails on a cache hit.
+    path = inv.home / ".cmdop" / "ssh_workspaces.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"remote_name": "Lab"', '"remote_name": 7'), encoding="utf-8")
+    broken = inv.run(config, "--graph")
+    assert broken.rc != 0 and "workspaces[1].remote_name must be of type string or null" in broken.stderr, broken.describe()
 
 
 # ---- from a fresh clone: sync, then the inventory -------------------------------------------------
