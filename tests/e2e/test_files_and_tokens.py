@@ -172,7 +172,7 @@ def test_a_token_answer_without_expires_in_is_used_until_the_server_refuses_it(e
     saved = json.loads(path.read_text(encoding="utf-8"))
     assert "expires_at" not in saved and "expires_in" not in saved
     emulator.admin("DELETE", "requests")
-    for _ in range(2):
+    for _attempt in range(2):
         again = run_playbook(sync_play(api, hosts="t1"), inventory)
         assert again.rc == 0 and again.task("sync", "t1")["token_refreshed"] is False, again.describe()
     assert refresh_grants(emulator) == []

@@ -9,7 +9,6 @@ import os
 import pwd
 import subprocess
 import time
-import typing as t
 from pathlib import Path
 
 import pytest

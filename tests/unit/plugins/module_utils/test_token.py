@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import calendar
-import copy
 import json
 import os
 import stat
@@ -30,6 +29,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._token import (
 
 def load(path):
     return TokenStore(path).load()
+
 
 ACCESS = "cmdop_at_Secret0123456789abcdef"
 REFRESH = "clitr_Refresh0123456789abcdef"
@@ -236,7 +236,7 @@ def _answer(suffix, **extra):
 @pytest.mark.parametrize("old_mode", [0o644, 0o600, 0o400])
 def test_refresh_writes_the_new_pair_0600_keeping_every_other_field_in_order(tmp_path, old_mode):
     path = _write(tmp_path / "token_prod.json", {"user_email": "a@example.com", "access_token": ACCESS, "refresh_token": REFRESH,
-                                                "expires_at": 1.0, "workspace_id": "w-1", "x_custom": {"k": [1]}}, old_mode)
+                                                 "expires_at": 1.0, "workspace_id": "w-1", "x_custom": {"k": [1]}}, old_mode)
     seen = []
     store = TokenStore(str(path), on_secrets=seen.extend)
     before = time.time()
@@ -255,14 +255,14 @@ def test_refresh_writes_the_new_pair_0600_keeping_every_other_field_in_order(tmp
 
 def test_an_answer_without_expires_in_leaves_no_expiry_so_the_token_is_used_until_refused(tmp_path):
     path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH, "expires_at": 1.0, "expires_in": 60})
-    token, _ = TokenStore(str(path)).refresh(ACCESS, lambda current: {"access_token": "cmdop_new", "refresh_token": "clitr_new"})
+    token = TokenStore(str(path)).refresh(ACCESS, lambda current: {"access_token": "cmdop_new", "refresh_token": "clitr_new"})[0]
     assert "expires_at" not in token and "expires_in" not in token
     assert is_expired(token, time.time() + 10 ** 6) is False
 
 
 def test_an_answer_without_a_refresh_token_keeps_the_old_one(tmp_path):
     path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH})
-    token, _ = TokenStore(str(path)).refresh(ACCESS, lambda current: {"access_token": "cmdop_new", "expires_in": 60})
+    token = TokenStore(str(path)).refresh(ACCESS, lambda current: {"access_token": "cmdop_new", "expires_in": 60})[0]
     assert token["refresh_token"] == REFRESH
 
 
