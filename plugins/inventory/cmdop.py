@@ -29,8 +29,8 @@ description:
   - "Host variables: every field of the machine under O(hostvar_prefix) (V(cmdop_id), V(cmdop_workspace), V(cmdop_name), V(cmdop_status),
     V(cmdop_os), V(cmdop_public_ip), V(cmdop_local_ips), and the reachability fields V(cmdop_has_shell), V(cmdop_is_online),
     V(cmdop_heartbeat_age_seconds), V(cmdop_active_terminal_session), V(cmdop_agent_version)...), or only those of O(hostvar_fields),
-    plus C(cmdop_fleet) (the local name of the machine's own fleet, the one its C(workspace) names, else its first fleet) and C(cmdop_fleets) (the local names of all its fleets). Values from the API are
-    data, never templates: a C({{ }}) in a machine's name stays text."
+    plus C(cmdop_fleet) (the local name of the machine's own fleet, the one its C(workspace) names, else its first fleet) and C(cmdop_fleets)
+    (the local names of all its fleets). Values from the API are data, never templates: a C({{ }}) in a machine's name stays text."
   - "Errors: when a fleet's machines cannot be listed (its key is refused, the server fails after retries, the answer has the wrong shape),
     the inventory fails with the fleet's name and the reason, and makes no hosts at all, unless O(on_error=warn). No message holds a token
     or an API key. ansible-core turns a failed inventory source into a warning and an empty inventory unless

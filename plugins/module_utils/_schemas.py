@@ -32,6 +32,7 @@ def import_error() -> t.Optional[str]:
     """The traceback of importing jsonschema, or None when it is there (for ``missing_required_lib``)."""
     return _library()[1]
 
+
 _SHORT_TEXT = {"type": "string", "maxLength": 1024}
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 1024}
 # Server ids are UUIDs; accept any short id of safe characters, nothing else.
