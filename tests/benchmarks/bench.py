@@ -43,8 +43,8 @@ def machine() -> str:
 
 
 def progress(rows: t.List[Row]) -> None:
-    """The rows measured so far, on stderr, so a long run shows where it is."""
-    sys.stderr.write(table(rows) + "\n")
+    """The rows measured so far, on stderr, so a long run shows where it is (the table comes at the end, on stdout)."""
+    sys.stderr.write("bench: %d rows measured, the last: %s %.2fx\n" % (len(rows), rows[-1].case, rows[-1].ratio))
     sys.stderr.flush()
 
 
