@@ -44,10 +44,10 @@ echo "emulator at $url"
 
 run() {
   ansible-playbook -i demo/inventory.yml demo/site.yml --diff \
-    -e "cmdop_fleet_api_url=$url" \
-    -e "cmdop_fleet_path=$work/home/.cmdop/ssh_workspaces.json" \
-    -e "cmdop_fleet_token_file=$work/home/.cmdop/token_prod.json" \
-    -e "cmdop_fleet_install_requirements=false" | tee "$work/last-run.txt"
+    -e "fleet_sync_api_url=$url" \
+    -e "fleet_sync_path=$work/home/.cmdop/ssh_workspaces.json" \
+    -e "fleet_sync_token_file=$work/home/.cmdop/token_prod.json" \
+    -e "fleet_sync_install_requirements=false" | tee "$work/last-run.txt"
 }
 changed_count() { grep -Eo 'changed=[0-9]+' "$work/last-run.txt" | head -n1 | cut -d= -f2; }
 
@@ -71,10 +71,10 @@ section "The fleet file now (API keys redacted)"
   "$work/home/.cmdop/ssh_workspaces.json"
 section "The fleets as an Ansible inventory: the fleet_inventory role writes the source, cmdop.fleet.cmdop reads it"
 ansible-playbook demo/write-inventory.yml \
-  -e "cmdop_inventory_file=$work/fleets.cmdop.yml" \
-  -e "cmdop_inventory_path=$work/home/.cmdop/ssh_workspaces.json" \
-  -e "cmdop_inventory_token_file=$work/home/.cmdop/token_prod.json" \
-  -e "cmdop_inventory_api_url=$url"
+  -e "fleet_inventory_file=$work/fleets.cmdop.yml" \
+  -e "fleet_inventory_path=$work/home/.cmdop/ssh_workspaces.json" \
+  -e "fleet_inventory_token_file=$work/home/.cmdop/token_prod.json" \
+  -e "fleet_inventory_api_url=$url"
 cat "$work/fleets.cmdop.yml"
 ansible-inventory -i "$work/fleets.cmdop.yml" --graph
 section "Demo done"

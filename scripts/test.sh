@@ -21,6 +21,7 @@ section "[2/3] ansible-test sanity: scripts/sanity.sh"
 start=$SECONDS
 scripts/sanity.sh
 echo "sanity: passed in $((SECONDS - start))s"
+section "lint: scripts/lint.sh (ansible-lint, antsibull-docs, antsibull-changelog)"; scripts/lint.sh
 "$root/.venv/bin/python" tests/benchmarks/bench.py --ci  # CI-size benchmark: make bench's code at small sizes, no time asserted
 
 section "[3/3] pytest: tests/unit tests/e2e"

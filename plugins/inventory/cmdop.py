@@ -216,11 +216,13 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Three inventory files, one YAML document each: save each as its own file.
+
 # fleets.cmdop.yml: every fleet synced into ~/.cmdop/ssh_workspaces.json, as groups fleet_<name>
 plugin: cmdop.fleet.cmdop
 
-# ---
-# fleets.cmdop.yml: the dev server's fleets, online Linux machines only, reached by their public IP,
+---
+# dev.cmdop.yml: the dev server's fleets, online Linux machines only, reached by their public IP,
 # with groups by OS and a cache shared by runs for 10 minutes.
 plugin: cmdop.fleet.cmdop
 mode: dev
@@ -245,8 +247,8 @@ cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/cmdop-inventory
 cache_timeout: 600
 
-# ---
-# api.cmdop.yml: the user's fleets straight from the API, with a token from a vault
+---
+# api.cmdop.yml: the user's fleets straight from the API, with a token from a vault or the environment
 plugin: cmdop.fleet.cmdop
 fleets_from: api
 token: "{{ lookup('ansible.builtin.env', 'MY_CMDOP_TOKEN') }}"

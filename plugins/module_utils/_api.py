@@ -56,7 +56,8 @@ class Credential:
         self.store = store
         self.token = token
         self.refreshed = False
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one refresh at a time
+        self._swap = threading.Lock()  # the secret and its token change together
 
     @classmethod
     def from_store(cls, store: _token.TokenStore) -> t.Optional["Credential"]:
@@ -75,8 +76,14 @@ class Credential:
         return _token.secrets(self.token) if self.token else [self.secret]
 
     def use(self, token: dict) -> None:
-        self.token = token
-        self.secret = token["access_token"]
+        with self._swap:
+            self.token = token
+            self.secret = token["access_token"]
+
+    def snapshot(self) -> t.Tuple[str, t.Optional[dict]]:
+        """The secret and the token it belongs to, read together (another thread may be refreshing)."""
+        with self._swap:
+            return self.secret, self.token
 
 
 SCRUBBED = "<secret>"  # not Ansible's "********", so a test can tell this masking from no_log's

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import posixpath
 import time
 import traceback
 import typing as t
@@ -89,8 +90,9 @@ MAX_FLEET_PAGES = 1000
 MACHINE_ORDERING = "created_at,id"  # oldest first: a machine added while the pages are read lands after them
 MAX_RETRY_AFTER = 60.0
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-# A refresh is retried only where the server cannot have used (and so rotated) the refresh token.
-REFRESH_RETRY_STATUSES = (429, 502, 503, 504)
+# A refresh is retried only where the server cannot have used (and so rotated) the refresh token: a gateway's
+# 502 or 504 may come after the origin rotated it, so only 429 and 503 (refused before any work) are retried.
+REFRESH_RETRY_STATUSES = (429, 503)
 USER_AGENT = "cmdop.fleet (Ansible collection)"
 
 
@@ -102,10 +104,12 @@ class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
 
 
 def _retry(retries: int, backoff_factor: float, methods: t.Iterable[str], statuses: t.Iterable[int], read: bool = True) -> t.Any:
-    """A Retry for one kind of request. ``read=False``: never resend a request the server may have acted on."""
+    """A Retry for one kind of request. ``read=False``: never resend a request the server may have acted on
+    (no retry after a read error, nor after any other error, such as TLS, that may come once the body was sent)."""
     return _BoundedRetry(
         total=retries,
         read=retries if read else 0,
+        other=None if read else 0,
         backoff_factor=backoff_factor,
         status_forcelist=tuple(statuses),
         allowed_methods=frozenset(methods),
@@ -232,21 +236,35 @@ class CmdopClient:
         raise ResponseError("the server's fleet list has more than %d pages; this client reads no more" % MAX_FLEET_PAGES)
 
     def _same_api(self, link: t.Any, what: str) -> t.Tuple[str, dict]:
-        """Path and query of a ``next`` link, which must stay on this API: the bearer token goes nowhere else."""
+        """Path and query of a ``next`` link, which must point into this API. Only the path and query are used:
+        the request goes to ``api_url`` whatever the link's host, so the bearer token goes nowhere else.
+
+        The host is compared without case and with default ports filled in; a link that says ``http`` for an
+        ``https`` API (Django behind a TLS proxy writes them) is read over ``https``.
+        """
         if not isinstance(link, str):
             raise ResponseError("%s is not valid: next must be a URL" % what)
         base, target = urlsplit(self.api_url), urlsplit(urljoin(self.api_url + "/", link))
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path + "/"):
+        try:
+            same_host = (target.hostname or "") == (base.hostname or "") and _port(target) == _port(base)
+        except ValueError:
+            same_host = False
+        downgrade = (target.scheme, base.scheme) == ("http", "https") and (target.port in (None, 80)) and base.port in (None, 443)
+        same_host = same_host or (downgrade and (target.hostname or "") == (base.hostname or ""))
+        path = posixpath.normpath(target.path or "/")  # no "..": it would leave the API's prefix
+        if target.path.endswith("/") and not path.endswith("/"):
+            path += "/"
+        if not same_host or target.scheme not in ("http", "https") or not path.startswith(base.path + "/"):
             raise ResponseError("%s links its next page outside %s; not followed" % (what, self.api_url))
-        return target.path[len(base.path):], dict(parse_qsl(target.query))
+        return path[len(base.path):], dict(parse_qsl(target.query))
 
     def list_machines(self, credential: Credential, page_size: int = DEFAULT_PAGE_SIZE, max_workers: t.Optional[int] = None) -> t.List[dict]:
         """Every machine the credential can see, all pages, in an explicit order (``ordering``).
 
         Pages after the first are fetched concurrently; ``max_workers`` bounds this
         listing's concurrent requests (default: the client's bound). When the pages
-        do not hold as many distinct machines as the server counted (the fleet
-        changed while it was read), the listing is read once more before failing.
+        hold fewer distinct machines than the server counted (the fleet changed while
+        it was read, and a page shifted), the listing is read once more before failing.
         """
         try:
             return self._machines(credential, page_size, max_workers)
@@ -271,7 +289,9 @@ class CmdopClient:
                 for page in pool.map(lambda number: self._machines_page(credential, number, page_size), range(2, pages + 1)):
                     results.extend(page["results"])
         machines = list({machine["id"]: machine for machine in results}.values())
-        if len(machines) != first["count"]:
+        if len(machines) < first["count"]:
+            # A machine removed while the pages were read shifts the later pages back: one was skipped.
+            # (One registered meanwhile lands after them, oldest first, and is simply taken.)
             raise _CountMismatch(first["count"], len(machines))
         return machines
 
@@ -286,8 +306,9 @@ class CmdopClient:
     # ---- transport ---------------------------------------------------------
 
     def get_json(self, path: str, credential: Credential, params: t.Optional[dict] = None) -> t.Any:
-        if credential.can_refresh and _token.is_expired(credential.token or {}, time.time()):
-            self.refresh(credential, credential.secret)
+        secret, token = credential.snapshot()
+        if credential.can_refresh and _token.is_expired(token or {}, time.time()):
+            self.refresh(credential, secret)
         sent_with = credential.secret
         response = self._get(path, credential, params)
         if response.status_code == 401 and credential.can_refresh:
@@ -352,6 +373,7 @@ class CmdopClient:
         url = self.api_url + TOKEN_PATH
         session = self._session(_retry(self.retries, self.backoff_factor, ["POST"], REFRESH_RETRY_STATUSES, read=False),
                                 session=OAuth2Session(token={key: value for key, value in token.items() if key != "expires_at"}))
+        session.max_redirects = 0  # the refresh token is in the body: a redirect would carry it elsewhere
         session.register_compliance_hook("refresh_token_response", lambda response: self._refusal_or_answer(response, url, secrets))
         try:
             with self._oauthlib_transport():
@@ -394,6 +416,10 @@ class CmdopClient:
                 del os.environ["OAUTHLIB_INSECURE_TRANSPORT"]
             else:
                 os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = previous
+
+
+def _port(parts: t.Any) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class _CountMismatch(Exception):

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import tempfile
 import time
 import typing as t
@@ -142,7 +143,10 @@ def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: t.Op
 
     ``mode``, when given, is the file's mode afterwards: ``AnsibleModule.atomic_move``
     gives the new file the old one's mode (or the umask's, for a new file), so the
-    mode is set after the move. ``mode=None`` keeps what the move gives.
+    mode is set after the move. Before it, an existing file that others may read
+    is narrowed to ``mode``, so the new bytes are never more widely readable than
+    asked, not even for the moment between the move and the chmod. ``mode=None``
+    keeps what the move gives.
     """
     folder, name = os.path.split(os.path.abspath(path))
     try:
@@ -159,11 +163,16 @@ def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: t.Op
         except OSError as exc:
             raise FileError("cannot write %s: %s; the file was left as it was" % (path, exc.strerror or exc)) from exc
         try:
+            if mode is not None and os.path.isfile(path) and stat.S_IMODE(os.stat(path).st_mode) & ~mode:
+                os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & mode)  # the move copies this mode: never wider than asked
             move(tmp_path, path)
-            if mode is not None:
-                os.chmod(path, mode)
         except Exception as exc:  # pylint: disable=broad-except  # AnsibleModule.atomic_move raises plain Exception
             raise FileError("cannot replace %s: %s; the file was left as it was" % (path, getattr(exc, "strerror", None) or exc)) from exc
+        if mode is not None:
+            try:
+                os.chmod(path, mode)
+            except OSError as exc:
+                raise FileError("replaced %s, but cannot set its mode to %04o: %s" % (path, mode, exc.strerror or exc)) from exc
     finally:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)

@@ -38,6 +38,7 @@ LAST_SYNCED_MAX_AGE = "max_age"
 LAST_SYNCED_ALWAYS = "always"
 LAST_SYNCED_POLICIES = (LAST_SYNCED_MAX_AGE, LAST_SYNCED_CHANGED, LAST_SYNCED_ALWAYS)
 DEFAULT_MAX_AGE = 86400  # seconds: a healthy host's file changes at most once a day
+FUTURE_TOLERANCE = 300  # seconds a stamp may be ahead of this host's clock before it counts as wrong
 
 _NAME_MAX = 63
 
@@ -142,11 +143,13 @@ def _stamp_rule(last_synced: str, now: str, max_age: float) -> t.Callable[[dict]
         return lambda entry: False
     if last_synced != LAST_SYNCED_MAX_AGE:
         raise ValueError("last_synced must be one of %s" % ", ".join(LAST_SYNCED_POLICIES))
-    oldest = _timestamps.parse(now) - max_age
+    current = _timestamps.parse(now)
+    oldest, newest = current - max_age, current + FUTURE_TOLERANCE
 
     def is_stale(entry: dict) -> bool:
+        """Missing, unreadable, too old, or from the future (a clock that was wrong would otherwise stay fresh forever)."""
         stamped = _timestamps.parse_or_none(entry.get("last_synced_at"))
-        return stamped is None or stamped <= oldest
+        return stamped is None or stamped <= oldest or stamped > newest
 
     return is_stale
 

@@ -13,15 +13,18 @@ before Python 3.11, so this parses by hand. Pure functions. Private to the colle
 
 from __future__ import annotations
 
-import calendar
+import datetime
 import re
 import time
 import typing as t
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?(?![\s\S])"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?(?![\s\S])",
+    re.ASCII,
 )
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def parse(text: str) -> float:
@@ -30,14 +33,19 @@ def parse(text: str) -> float:
     if match is None:
         raise ValueError("not an RFC 3339 time")
     year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
-        raise ValueError("not an RFC 3339 time")
-    seconds = float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
+    offset = 0
+    if match.group(9):
+        hours, minutes = int(match.group(10)), int(match.group(11))
+        if hours > 23 or minutes > 59:
+            raise ValueError("not an RFC 3339 time")
+        offset = (hours * 3600 + minutes * 60) * (1 if match.group(9) == "+" else -1)
+    try:  # datetime refuses February 30th, hour 24, second 60 (as Go's time.Parse does)
+        moment = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone(datetime.timedelta(seconds=offset)))
+    except ValueError:
+        raise ValueError("not an RFC 3339 time") from None
+    seconds = float((moment - _EPOCH).total_seconds())
     if match.group(7):
         seconds += float("0." + match.group(7))
-    if match.group(9):
-        offset = int(match.group(10)) * 3600 + int(match.group(11)) * 60
-        seconds -= offset if match.group(9) == "+" else -offset
     return seconds
 
 

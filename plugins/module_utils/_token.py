@@ -30,6 +30,9 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import TOKEN_
 
 # A token this close to its end counts as expired: it could lapse in flight.
 EXPIRY_LEEWAY = 30.0
+# How long a run waits for another one's refresh: longer than a refresh can take with the
+# default timeout (30 s) and retries (4), Retry-After waits (at most 60 s each) included.
+REFRESH_LOCK_TIMEOUT = 600.0
 TOKEN_FILE_MODE = 0o600
 
 
@@ -91,13 +94,28 @@ def refreshed(previous: t.Mapping[str, t.Any], answer: t.Mapping[str, t.Any], no
         if key == "scope" and isinstance(value, (list, tuple, set, frozenset)):
             value = " ".join(sorted(value) if isinstance(value, (set, frozenset)) else value)
         result[key] = value
-    expires_in = answer.get("expires_in")
-    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
-        result["expires_at"] = _timestamps.format_utc(now + float(expires_in))
+    expires_in = _seconds(answer.get("expires_in"))
+    if expires_in is not None:
+        result["expires_in"] = expires_in
+        result["expires_at"] = _timestamps.format_utc(now + expires_in)
     else:
         result.pop("expires_in", None)
         result.pop("expires_at", None)
     return result
+
+
+def _seconds(value: t.Any) -> t.Optional[float]:
+    """``expires_in`` as a number of seconds: a JSON number, or a string of one (as some servers send it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and value == value and abs(value) < 10 ** 10:  # not NaN, not absurd
+        return int(value) if float(value).is_integer() else float(value)
+    return None
 
 
 def serialize(token: t.Mapping[str, t.Any]) -> str:
@@ -119,7 +137,7 @@ class TokenStore:
         path: str,
         move: Move = os.replace,
         on_secrets: t.Callable[[t.List[str]], t.Any] = lambda values: None,
-        lock_timeout: float = 30.0,
+        lock_timeout: float = REFRESH_LOCK_TIMEOUT,
     ) -> None:
         self.path = path
         self.move = move

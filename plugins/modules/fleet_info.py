@@ -18,6 +18,7 @@ author:
   - cmdop.fleet maintainers (@cmdop)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - cmdop.fleet.attributes.actiongroup_fleet
   - cmdop.fleet.api
 attributes:
   check_mode:

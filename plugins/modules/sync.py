@@ -41,6 +41,7 @@ author:
   - cmdop.fleet maintainers (@cmdop)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - cmdop.fleet.attributes.actiongroup_fleet
   - cmdop.fleet.api
   - ansible.builtin.files
 attributes:
@@ -48,7 +49,8 @@ attributes:
     support: full
     details:
       - Computes the whole result and the diff and creates or changes nothing (no folder, no file, no lock file), except
-        a refreshed OAuth token, which must be saved or the rotated refresh token would be lost.
+        a refreshed OAuth token (the token file, and the lock beside it), which must be saved or the rotated refresh
+        token would be lost.
   diff_mode:
     support: full
     details:
@@ -73,8 +75,9 @@ options:
     description:
       - When C(last_synced_at) moves. It is always set on entries that changed (added, updated, deactivated, reactivated).
       - V(max_age) also stamps every entry the server listed whose C(last_synced_at) is missing or older than
-        O(last_synced_max_age). A healthy host's file then changes at most once per O(last_synced_max_age), and a
-        C(last_synced_at) older than that means syncs are failing on that host (CMDOP's troubleshooting reads it so).
+        O(last_synced_max_age), or ahead of the host's clock by more than five minutes. A healthy host's file then
+        changes at most once per O(last_synced_max_age), and a C(last_synced_at) older than O(last_synced_max_age) plus
+        the time between two syncs means syncs are failing on that host (CMDOP's troubleshooting reads it so).
       - V(changed) moves it only on entries that changed, so a healthy host's stamps grow old.
       - V(always) stamps every entry the server listed, so the file changes on every run.
     type: str

@@ -58,6 +58,11 @@ class FileWatch:
                 offset += _EVENT.size + length
 
     @property
+    def opens(self) -> int:
+        """How many times a process opened the file."""
+        return sum(1 for mask in self.events if mask & IN_OPEN)
+
+    @property
     def opened_for_writing(self) -> bool:
         return any(mask & IN_CLOSE_WRITE for mask in self.events)
 

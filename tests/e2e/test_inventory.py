@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import typing as t
 from pathlib import Path
@@ -448,18 +449,73 @@ def test_a_playbook_limited_to_one_fleet_group(inv: Inventory, ssh_targets: t.An
 # ---- documentation ----------------------------------------------------------------------------
 
 
+class StrictLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(pair[0], deep=True) for pair in node.value]
+        duplicates = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key(s) %s" % ", ".join(duplicates), node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+class Example(t.NamedTuple):
+    """One EXAMPLES document: the file it names, its text, and what YAML makes of it."""
+
+    name: str
+    text: str
+    parsed: t.Any
+
+
+def plugin_examples(ansible_cli: t.Callable) -> t.Tuple[dict, t.List[Example]]:
+    """The plugin's documentation and its EXAMPLES as ansible-doc gives them, one Example per YAML document."""
+    as_json = ansible_cli("ansible-doc", ["-t", "inventory", "--json", "cmdop.fleet.cmdop"])
+    assert as_json.rc == 0, as_json.describe()
+    doc = json.loads(as_json.stdout)["cmdop.fleet.cmdop"]
+    texts = re.split(r"^---$", doc["examples"], flags=re.MULTILINE)
+    parsed = list(yaml.load_all(doc["examples"], Loader=StrictLoader))  # noqa: S506  # a SafeLoader subclass
+    assert len(parsed) == len(texts), "each example is one YAML document, separated by a line ---"
+    examples = []
+    for text, example in zip(texts, parsed):
+        name = re.search(r"^# (\S+\.cmdop\.yml):", text, flags=re.MULTILINE)
+        assert name, "each example starts with a comment naming its file: %s" % text
+        examples.append(Example(name.group(1), text, example))
+    return doc, examples
+
+
 def test_ansible_doc_shows_a_complete_example(ansible_cli: t.Callable) -> None:
     result = ansible_cli("ansible-doc", ["-t", "inventory", "cmdop.fleet.cmdop"])
     assert result.rc == 0, result.describe()
     for text in ("plugin: cmdop.fleet.cmdop", "fleets_from", "connect_with", "keyed_groups", "cache_plugin", "on_error", "hostvar_fields",
                  "last good answer"):
         assert text in result.stdout
-    as_json = ansible_cli("ansible-doc", ["-t", "inventory", "--json", "cmdop.fleet.cmdop"])
-    assert as_json.rc == 0, as_json.describe()
-    doc = json.loads(as_json.stdout)["cmdop.fleet.cmdop"]
-    for example in yaml.safe_load_all(doc["examples"]):
-        assert example["plugin"] == "cmdop.fleet.cmdop"
-        assert set(example) <= set(doc["doc"]["options"]), set(example) - set(doc["doc"]["options"])
+    doc, examples = plugin_examples(ansible_cli)
+    assert len(examples) == 3
+    names = [example.name for example in examples]
+    assert len(set(names)) == len(names), names
+    for example in examples:
+        assert isinstance(example.parsed, dict) and example.parsed["plugin"] == "cmdop.fleet.cmdop", example.name
+        assert set(example.parsed) <= set(doc["doc"]["options"]), (example.name, set(example.parsed) - set(doc["doc"]["options"]))
+
+
+def test_the_plugin_examples_run(inv: Inventory, ansible_cli: t.Callable) -> None:
+    """Each EXAMPLES document, saved as the file it names, is an inventory source that works against the emulator."""
+    examples = plugin_examples(ansible_cli)[1]
+    inv.fleets("team-a", "lab", "staging", "dev-only")
+    graphs = {}
+    for example in examples:
+        config = inv.folder / example.name
+        config.write_text(example.text.lstrip("\n"), encoding="utf-8")
+        graph = inv.run(config, "--graph", MY_CMDOP_TOKEN=TOKEN)
+        assert graph.rc == 0, graph.describe()
+        assert_no_secret(graph.stdout, graph.stderr)
+        graphs[example.name] = graph.stdout
+    synced, dev, api = (graphs[example.name] for example in examples)
+    assert "@fleet_team_a:" in synced and "@fleet_lab:" in synced and "@fleet_staging:" not in synced  # staging is inactive
+    assert "@fleet_dev_only:" in dev and "@os_linux:" in dev and "old-1" in dev and "@fleet_team_a:" not in dev
+    assert all("@fleet_%s:" % slug in api for slug in ("team_a", "lab", "staging", "old"))
+    assert (inv.home / ".cache" / "cmdop-inventory").is_dir()  # the second example's cache
 
 
 def test_the_documented_example_runs(inv: Inventory) -> None:

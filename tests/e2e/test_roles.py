@@ -24,8 +24,8 @@ def test_fleet_inventory_role_writes_a_source_the_plugin_reads(emulator, run_pla
 
     source = tmp_path / "inventory" / "fleets.cmdop.yml"
     role = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_inventory"}],
-             "vars": {"cmdop_inventory_file": str(source), "cmdop_inventory_api_url": emulator.url, "cmdop_inventory_path": str(fleet_file),
-                      "cmdop_inventory_token_file": str(token_file), "cmdop_inventory_extra_options": {"hostnames": ["hostname", "id"]}}}]
+             "vars": {"fleet_inventory_file": str(source), "fleet_inventory_api_url": emulator.url, "fleet_inventory_path": str(fleet_file),
+                      "fleet_inventory_token_file": str(token_file), "fleet_inventory_extra_options": {"hostnames": ["hostname", "id"]}}}]
     written = run_playbook(role, None)
     assert written.rc == 0, written.describe()
     config = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -43,7 +43,7 @@ def test_fleet_inventory_role_writes_a_source_the_plugin_reads(emulator, run_pla
 
 def test_wrong_file_name_is_refused(run_playbook, tmp_path):
     role = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_inventory"}],
-             "vars": {"cmdop_inventory_file": str(tmp_path / "fleets.yml")}}]
+             "vars": {"fleet_inventory_file": str(tmp_path / "fleets.yml")}}]
     result = run_playbook(role, None)
     assert result.rc != 0
     assert "must end in cmdop.yml or cmdop.yaml" in result.stdout

@@ -3,12 +3,16 @@ talking to the CMDOP emulator on 127.0.0.1. Each test states a rule users rely o
 
 from __future__ import annotations
 
+import ast
 import calendar
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import time
+import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,6 +37,43 @@ from cmdop_helpers import (  # pylint: disable=unused-import
     sync_play,
     write_as,
 )
+
+
+class KeptModules:
+    """What ansible-playbook put on the targets: with ANSIBLE_KEEP_REMOTE_FILES the AnsiballZ files stay in a
+    remote tmp folder of the run's own, and each holds the module arguments exactly as the controller sent them
+    (before the module fills in its defaults)."""
+
+    def __init__(self, targets: t.Any) -> None:
+        self.targets = targets
+        self.folder = ".ansible/e2e-kept-%s" % uuid.uuid4().hex[:12]
+        self.env = {"ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_REMOTE_TMP": "~/" + self.folder}
+
+    def files(self, host: str, module: str) -> t.List[Path]:
+        return sorted((self.targets.home(host) / self.folder).glob("ansible-tmp-*/AnsiballZ_%s.py" % module))
+
+    def module_args(self, host: str, module: str) -> t.List[dict]:
+        """The ANSIBLE_MODULE_ARGS of every run of the module on the host (internal _ansible_* keys left out)."""
+        found = []
+        for path in self.files(host, module):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith('{"ANSIBLE_MODULE_ARGS"'):
+                    args = json.loads(node.value)["ANSIBLE_MODULE_ARGS"]
+                    found.append({key: value for key, value in args.items() if not key.startswith("_ansible_")})
+        return found
+
+    def cleanup(self) -> None:
+        for home in [Path.home()] + [self.targets.home(host) for host in self.targets.hosts]:
+            shutil.rmtree(home / self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def kept_modules(targets: t.Any) -> t.Iterator[KeptModules]:
+    kept = KeptModules(targets)
+    try:
+        yield kept
+    finally:
+        kept.cleanup()
 
 
 # ---- the happy path ----------------------------------------------------------
@@ -507,16 +548,55 @@ def test_module_defaults_through_the_action_group(emulator, targets, inventory, 
     assert len(result.task("sync", "t1")["added"]) == 3
 
 
-def test_fleet_sync_role_with_one_listing_for_all_hosts(emulator, targets, inventory, run_playbook, api):
+def test_fleet_sync_role_with_one_listing_for_all_hosts(emulator, targets, inventory, run_playbook, api, kept_modules):
+    """fleet_sync_fetch_once: one API call on the controller, and no credential travels to the targets."""
     token = emulator.admin("POST", "tokens", {"user": BOB, "expires_in": 3600})["access_token"]
     play = [{"hosts": "all", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_sync"}],
-             "vars": {"cmdop_fleet_api_url": emulator.url, "cmdop_fleet_token": token, "cmdop_fleet_fetch_once": True}}]
+             "vars": {"fleet_sync_api_url": emulator.url, "fleet_sync_token": token, "fleet_sync_fetch_once": True,
+                      "fleet_sync_token_file": "/nonexistent/controller/token_prod.json"}}]
     emulator.admin("DELETE", "requests")
-    result = run_playbook(play, inventory, env={"ANSIBLE_PYTHON_INTERPRETER": "auto_silent"})
+    result = run_playbook(play, inventory, env=dict(kept_modules.env, ANSIBLE_PYTHON_INTERPRETER="auto_silent"), verbosity=3)
     assert result.rc == 0, result.describe()
     assert len(api_requests(emulator, "/api/workspaces/")) == 1
+    assert api_requests(emulator, "/api/machines/") == []
     for host in ("t1", "t2"):
         assert [item["name"] for item in read_fleets(targets, host)["workspaces"]] == ["bob-personal"]
+        # What reached the target: the fleet list and no credential at all.
+        sent = kept_modules.module_args(host, "sync")
+        assert len(sent) == 1, sent
+        assert sent[0]["fleets"] and not {"token", "token_file", "api_key"} & set(sent[0]), sent[0]
+        for path in kept_modules.files(host, "sync"):
+            assert token not in path.read_text(encoding="utf-8")
+        invocation = result.task("Sync the fleets into the host's fleet file", host)["invocation"]["module_args"]
+        assert invocation.get("token") is None and invocation.get("token_file") is None, invocation
+    assert token not in result.stdout + result.stderr
+
+
+def test_fleet_sync_role_leaves_last_synced_to_the_module_unless_set(emulator, targets, inventory, run_playbook, kept_modules):
+    """The role passes last_synced only when fleet_sync_last_synced is set, so that the module's own default applies."""
+    login(emulator, targets, "t1", ALICE)
+    play = {"hosts": "t1", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_sync"}]}
+    for role_vars in ({}, {"fleet_sync_last_synced": "always"}):
+        result = run_playbook([dict(play, vars=dict(role_vars, fleet_sync_api_url=emulator.url))], inventory, env=kept_modules.env)
+        assert result.rc == 0, result.describe()
+    unset, always = kept_modules.module_args("t1", "sync")
+    assert "last_synced" not in unset, unset
+    assert always["last_synced"] == "always", always
+
+
+def test_a_host_moved_to_the_newer_client_is_skipped_or_refused(emulator, targets, inventory, run_playbook):
+    """README, troubleshooting: the newer client keeps its token in the keyring and moves ~/.cmdop aside."""
+    write_as(targets, "t1", ".cmdop.legacy-moved/ssh_workspaces.json", json.dumps({"active": "", "workspaces": []}))
+    play = {"hosts": "t1", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_sync"}], "vars": {"fleet_sync_api_url": emulator.url}}
+    skipped = run_playbook([play], inventory)
+    assert skipped.rc == 0, skipped.describe()
+    assert skipped.status("Sync the fleets into the host's fleet file", "t1") == "skipped"
+    assert "no OAuth credential on this host" in skipped.task("Sync the fleets into the host's fleet file", "t1")["msg"]
+    assert not (targets.home("t1") / ".cmdop").exists()
+    relay = run_playbook([dict(play, environment={"CMDOP_TOKEN": "cmdop_relay_token_of_the_new_sdk_0123456789"})], inventory)
+    assert relay.status("Sync the fleets into the host's fleet file", "t1") == "failed"
+    assert "sync: unauthorized" in relay.task("Sync the fleets into the host's fleet file", "t1")["msg"]
+    assert "cmdop_relay_token_of_the_new_sdk_0123456789" not in relay.stdout
 
 
 def test_become_root_writes_another_users_file_owned_by_them(run_playbook, clean_targets):

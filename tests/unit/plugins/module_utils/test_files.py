@@ -118,12 +118,28 @@ def test_failed_move_leaves_the_target_and_no_temporary_file(tmp_path, failure):
         raise failure
 
     with pytest.raises(FileError) as info:
-        write_atomically(str(target), NEW, move=failing_move)
+        write_atomically(str(target), NEW, move=failing_move, mode=None)
     assert str(target) in str(info.value)
     assert "left as it was" in str(info.value)
     assert target.read_bytes() == OLD
     assert _mode(target) == 0o640
     assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
+
+
+def test_a_secret_file_is_never_wider_than_its_mode_not_even_before_the_move(tmp_path):
+    """atomic_move copies the old file's mode onto the new bytes: a 0644 token file is narrowed to 0600 first."""
+    target = tmp_path / "token_prod.json"
+    target.write_bytes(OLD)
+    os.chmod(str(target), 0o644)
+    seen = []
+
+    def move_like_atomic_move(src, dst):
+        os.chmod(src, stat.S_IMODE(os.stat(dst).st_mode))
+        seen.append(_mode(src))
+        os.replace(src, dst)
+
+    write_atomically(str(target), NEW, move=move_like_atomic_move, mode=0o600)
+    assert seen == [0o600] and _mode(target) == 0o600
 
 
 def test_failed_move_of_a_new_file_creates_nothing(tmp_path):

@@ -791,3 +791,11 @@ def test_duplicate_remote_id_in_two_entries_both_deactivated():
     outcome = reconcile(doc(first, second), [], "prod", NOW)
     assert [entry.get("inactive") for entry in outcome.document["workspaces"]] == [True, True]
     assert [change["name"] for change in outcome.by_action()[DEACTIVATED]] == ["team-a", "team-a-old"]
+
+
+def test_last_synced_max_age_renews_a_stamp_from_the_future():
+    """A clock that was once wrong must not leave a stamp that looks fresh forever; a few minutes ahead is fine."""
+    for stamp, renewed in (("2099-01-01T00:00:00Z", True), ("2026-11-23T10:04:00Z", False)):
+        entry = synced_entry("team-a", ID_A, "Team A", last_synced_at=stamp)
+        outcome = reconcile(doc(entry), [server_fleet(ID_A, "Team A")], "prod", NOW, "max_age", 86400)
+        assert outcome.changed is renewed, stamp

@@ -235,8 +235,9 @@ def _answer(suffix, **extra):
 
 @pytest.mark.parametrize("old_mode", [0o644, 0o600, 0o400])
 def test_refresh_writes_the_new_pair_0600_keeping_every_other_field_in_order(tmp_path, old_mode):
-    path = _write(tmp_path / "token_prod.json", {"user_email": "a@example.com", "access_token": ACCESS, "refresh_token": REFRESH,
-                                                 "expires_at": 1.0, "workspace_id": "w-1", "x_custom": {"k": [1]}}, old_mode)
+    original = {"user_email": "a@example.com", "access_token": ACCESS, "refresh_token": REFRESH,
+                "expires_at": 1.0, "workspace_id": "w-1", "x_custom": {"k": [1]}}
+    path = _write(tmp_path / "token_prod.json", original, old_mode)
     seen = []
     store = TokenStore(str(path), on_secrets=seen.extend)
     before = time.time()
@@ -342,3 +343,17 @@ def test_the_store_loads_and_registers_the_secrets(tmp_path):
 def test_refreshed_joins_a_scope_list_and_drops_none():
     token = refreshed({"access_token": ACCESS}, {"access_token": "cmdop_n", "scope": ["workspace:access", "x"], "id_token": None}, 0.0)
     assert token == {"access_token": "cmdop_n", "scope": "workspace:access x"}
+
+
+@pytest.mark.parametrize("garbage", ["2026-02-30T10:00:00Z", "2026-02-29T10:00:00Z", "2026-11-20T10:00:60Z", "2026-11-20T24:00:00Z",
+                                     "2026-11-20T10:00:00+99:99", "２０２６-11-20T10:00:00Z"])
+def test_impossible_times_are_refused_as_gos_time_parse_does(garbage):
+    with pytest.raises(TokenFileError):
+        expires_at({"expires_at": garbage})
+
+
+@pytest.mark.parametrize("expires_in, kept", [("3600", 3600), (3600.5, 3600.5), ("soon", None), (True, None), (float("nan"), None)])
+def test_expires_in_as_a_number_or_a_string_of_one(expires_in, kept):
+    token = refreshed({"access_token": ACCESS}, {"access_token": "cmdop_n", "expires_in": expires_in}, 0.0)
+    assert token.get("expires_in") == kept
+    assert ("expires_at" in token) is (kept is not None)
