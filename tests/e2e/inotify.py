@@ -1,6 +1,8 @@
 """What a process did to a file, seen from outside it: Linux inotify through ctypes (no extra package).
 
-``FileWatch(path)`` records the events on ``path`` until it is closed; ``opened_for_writing``
+``FileWatch(path)`` records the events on ``path`` until it is closed, read at once by a thread of its own
+(the kernel merges an event into an identical one still unread, so two processes' opens would count as one);
+``opens`` counts the opens, ``opened_for_writing``
 tells whether any process closed the file after opening it for writing (IN_CLOSE_WRITE),
 ``opened_read_only`` whether one closed it after opening it read-only (IN_CLOSE_NOWRITE).
 The e2e tests use it to see how a module running over SSH opened a lock file.
@@ -13,6 +15,7 @@ import ctypes.util
 import os
 import select
 import struct
+import threading
 import typing as t
 
 IN_CLOSE_WRITE = 0x00000008
@@ -31,6 +34,8 @@ class FileWatch:
         self.path = os.fsencode(os.fspath(path))
         self.events: list[int] = []
         self._fd = -1
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
 
     def __enter__(self) -> FileWatch:
         self._fd = _libc.inotify_init1(IN_NONBLOCK)
@@ -39,14 +44,23 @@ class FileWatch:
         if _libc.inotify_add_watch(self._fd, self.path, IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0:
             os.close(self._fd)
             raise OSError(ctypes.get_errno(), "inotify_add_watch %s" % self.path.decode())
+        self._reader = threading.Thread(target=self._read_until_stopped, daemon=True)
+        self._reader.start()
         return self
 
     def __exit__(self, *exc: t.Any) -> None:
-        self.drain()
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        self.drain(0.2)
         os.close(self._fd)
 
-    def drain(self) -> None:
-        while select.select([self._fd], [], [], 0.2)[0]:
+    def _read_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            self.drain(0.01)
+
+    def drain(self, wait: float) -> None:
+        while select.select([self._fd], [], [], wait)[0]:
             try:
                 data = os.read(self._fd, 65536)
             except BlockingIOError:
