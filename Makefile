@@ -12,7 +12,7 @@ test:
 
 # Benchmarks print ratios against baselines measured in the same run; not part of make test.
 bench: bootstrap
-	.venv/bin/python tests/benchmarks/bench_inventory.py
+	.venv/bin/python tests/benchmarks/bench.py
 
 bootstrap:
 	scripts/bootstrap.sh

@@ -87,6 +87,7 @@ for core in "$OLDEST_CORE" "$NEWEST_CORE"; do
 done
 
 step "lint: scripts/lint.sh (ansible-lint, antsibull-docs, antsibull-changelog)" scripts/lint.sh
+step "bench at CI size (make bench's code at small sizes, no time asserted)" "$root/.venv/bin/python" tests/benchmarks/bench.py --ci
 
 for core in "${cores[@]}"; do
   pytest_step "pytest tests/unit tests/e2e, ansible-core $core" "$root/$(core_venv "$core")/bin/python" -- tests/unit tests/e2e

@@ -27,9 +27,10 @@ description:
     the order of their ids; when several prefer the same name the first keeps it, and each later one takes its next preference that is no
     machine's preferred name and still free, finally its id; a warning lists every such machine."
   - "Host variables: every field of the machine under O(hostvar_prefix) (V(cmdop_id), V(cmdop_workspace), V(cmdop_name), V(cmdop_status),
-    V(cmdop_os), V(cmdop_public_ip), V(cmdop_local_ips)...), plus C(cmdop_fleet) (the local name of the machine's own fleet, the one
-    its C(workspace) names, else its first fleet) and C(cmdop_fleets) (the local names of all its fleets). Values from the API are
-    data, never templates: a C({{ }}) in a machine's name stays text."
+    V(cmdop_os), V(cmdop_public_ip), V(cmdop_local_ips), and the reachability fields V(cmdop_has_shell), V(cmdop_is_online),
+    V(cmdop_heartbeat_age_seconds), V(cmdop_active_terminal_session), V(cmdop_agent_version)...), or only those of O(hostvar_fields),
+    plus C(cmdop_fleet) (the local name of the machine's own fleet, the one its C(workspace) names, else its first fleet) and C(cmdop_fleets)
+    (the local names of all its fleets). Values from the API are data, never templates: a C({{ }}) in a machine's name stays text."
   - "Errors: when a fleet's machines cannot be listed (its key is refused, the server fails after retries, the answer has the wrong shape),
     the inventory fails with the fleet's name and the reason, and makes no hosts at all, unless O(on_error=warn). No message holds a token
     or an API key. ansible-core turns a failed inventory source into a warning and an empty inventory unless
@@ -37,7 +38,11 @@ description:
     set it so that a run stops instead."
   - "Cache: with O(cache=true) only what the API answered (machine listings, and the fleet list with O(fleets_from=api)) is cached,
     never a token or a key. The cache key covers the inventory file, the API URL, the mode, O(fleets_from) and a one-way fingerprint of
-    every credential used (the account's user id for a token file), so two accounts never share an entry and a new API key is a cache miss."
+    every credential used (the account's user id for a token file), so two accounts never share an entry and a new API key is a cache miss.
+    With O(on_error=cache) the last good answer is served when the API fails (see O(on_error))."
+  - "Speed: on a cache hit the plugin sends no request and loads neither the HTTP and OAuth libraries nor the schema library: the fleet file and
+    the token file, checked against their schemas once, are not checked again while their bytes stay the same (the cache keeps a one-way
+    digest of each, never their content)."
 extends_documentation_fragment:
   - ansible.builtin.constructed
   - ansible.builtin.inventory_cache
@@ -137,11 +142,23 @@ options:
     default: cmdop_
   connect_with:
     description:
-      - Which machine field becomes C(ansible_host). V(local_ip) is the first of C(local_ips). V(none) sets no C(ansible_host).
-      - A host whose machine has no such value gets no C(ansible_host), and a warning names it.
-    type: str
+      - The machine fields that give C(ansible_host), tried in order for each host; the first one the machine has a value for is used,
+        so one source serves machines on public and on private networks (V([public_ip, local_ip, hostname])).
+      - V(local_ip) is the first of C(local_ips). V(none) (or an empty list) sets no C(ansible_host). A single value is a list of one.
+      - A host whose machine has none of these values gets no C(ansible_host), and a warning names it.
+    type: list
+    elements: str
     choices: [public_ip, local_ip, hostname, none]
-    default: none
+    default: [none]
+  hostvar_fields:
+    description:
+      - The machine fields that become host variables (under O(hostvar_prefix)); by default every field the API gives.
+      - Naming the few fields a play uses gives fewer variables and faster runs. C(cmdop_fleet) and C(cmdop_fleets) are always set;
+        O(hostnames) and O(connect_with) still read every field, but O(filters), O(compose) and the groups see only the kept ones.
+      - Fields users group machines by reachability with include V(has_shell), V(is_online), V(heartbeat_age_seconds),
+        V(active_terminal_session) and V(agent_version).
+    type: list
+    elements: str
   filters:
     description:
       - Which machines become hosts. Filters see the host variables (C(cmdop_os), C(cmdop_fleets)...), not the O(compose) ones.
@@ -169,12 +186,16 @@ options:
         default: []
   on_error:
     description:
-      - What to do when a fleet's machines cannot be listed.
+      - What to do when a fleet's machines (or, with O(fleets_from=api), the user's fleets) cannot be listed.
       - V(fail) fails the whole inventory with every such fleet's name and the reason, and makes no hosts.
       - V(warn) leaves those fleets out with a warning each and shows the others. If no fleet at all could be listed, it fails anyway.
-      - Errors that concern no single fleet (no fleet file, a corrupt fleet file, the fleet list with O(fleets_from=api)) always fail.
+      - V(cache) serves what could not be listed from the last good answer in the inventory cache, even one older than O(cache_timeout),
+        with a warning that names those fleets and says how old the answer is; when the cache has no answer for them, it fails as V(fail)
+        does. It needs O(cache=true). A run that served anything from the cache does not write the cache.
+      - Errors that concern no single fleet (no fleet file, a corrupt fleet file) always fail; with O(fleets_from=api) a fleet list that
+        cannot be read fails unless V(cache) has a last good answer.
     type: str
-    choices: [fail, warn]
+    choices: [fail, warn, cache]
     default: fail
   page_size:
     description:
@@ -235,61 +256,51 @@ on_error: warn
 """
 
 
+import time
 import typing as t
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable, get_cache_plugin
 from ansible.utils.display import Display
 from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes
-from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
-    API_KEY,
-    OAUTH,
-    CmdopClient,
-    CmdopError,
-    Credential,
-    UnauthorizedError,
-    scrub,
-)
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, scrub
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, read_text
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     CONNECT_WITH,
+    FLEET_LIST,
     HOSTNAME_SOURCES,
+    ON_ERROR,
+    SHOWN,
     TOP_GROUP,
     FleetSpec,
+    Labelled,
     Layout,
+    Plan,
     cache_suffix,
+    empty_payload,
+    failure_reason,
     fingerprint,
+    judge,
     layout,
+    needs_oauth,
+    plan_from_api,
+    plan_from_file,
+    plan_single_key,
+    to_cache,
+    usable,
+    with_fallback,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, entry_scope, normalize_url
-from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import new_fleet_names
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import normalize_url
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import FLEET_FILE, TOKEN_FILE, remember_valid, valid_digests
 from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError, TokenStore
 
 display = Display()
-
-CACHE_VERSION = 1
-SHOWN = 10  # at most this many names in one warning
-
-
-class _Plan:
-    """What to list: the listings (one per credential) and the fleets known before listing."""
-
-    def __init__(self) -> None:
-        self.fleets: t.List[FleetSpec] = []
-        self.order: t.List[str] = []  # local names of the fleets in scope, in file order
-        self.credentials: t.Dict[str, Credential] = {}  # listing label -> credential
-        self.unlistable: t.Dict[str, str] = {}  # local fleet name -> why nothing can list it
-        self.fleet_list: t.Optional[Credential] = None  # fleets_from=api: the OAuth credential that lists the fleets
-        self.single_key: t.Optional[str] = None  # api_key alone: the label of its listing
-
-    def use(self, label: str, credential: Credential) -> None:
-        self.credentials.setdefault(label, credential)  # one listing per credential, however many fleets it serves
 
 
 def make_unsafe(value: t.Any) -> t.Any:
@@ -307,17 +318,15 @@ def make_unsafe(value: t.Any) -> t.Any:
     return value
 
 
-def _server_fleet_variables(fleet: dict) -> dict:
-    return {"fleet_slug": fleet.get("slug"), "fleet_type": fleet.get("type"), "fleet_plan": fleet.get("plan")}
-
-
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    """Reads options and files, reads the cache or the API, and populates; the policy is ``_inventory``'s."""
+
     NAME = "cmdop.fleet.cmdop"
 
     def __init__(self) -> None:
         super().__init__()
         self._secrets: t.List[str] = []
-        self._oauth: t.Optional[t.Tuple[Credential, str]] = None
+        self._oauth: t.Optional[Labelled] = None
         self._oauth_loaded = False
 
     def verify_file(self, path: str) -> bool:
@@ -328,14 +337,36 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._read_config_data(path)
         self.load_cache_plugin()
         self._secrets, self._oauth, self._oauth_loaded = [], None, False
+        known = self._known_valid(path, cache)
         try:
             self._check_options()
             plan = self._plan()
             payload = self._payload(plan, path, cache)
-            result = self._layout(plan, payload)
+            where = "the account" if self.get_option("fleets_from") == "api" else self.get_option("path")
+            verdict = judge(plan, payload, self.get_option("on_error"), where, self.get_option("mode"))
+            for warning in verdict.warnings:
+                display.warning(self._scrub(warning))
+            result = self._layout(verdict.fleets, payload)
         except (CmdopError, _fleet_file.FleetFileError, TokenFileError, FileError) as exc:
             raise AnsibleError("cmdop: %s" % self._scrub(exc)) from None
+        if self.get_option("cache") and valid_digests() != known:
+            self._cache[self._valid_key(path)] = valid_digests()
         self._populate(result)
+
+    # ---- the local files checked once: a cache hit needs no schema library ------------
+
+    def _valid_key(self, path: str) -> str:
+        return "%s_valid" % self.get_cache_key(path)
+
+    def _known_valid(self, path: str, cache: bool) -> t.Optional[t.List[str]]:
+        """With the cache on, the fleet and token files checked by an earlier run (by digest) are not checked again."""
+        if not self.get_option("cache"):
+            remember_valid((), ())
+            return None
+        known = self._cache.get(self._valid_key(path)) if cache else None
+        known = known if isinstance(known, list) else None
+        remember_valid((FLEET_FILE, TOKEN_FILE), known or ())
+        return known
 
     # ---- options -------------------------------------------------------------
 
@@ -343,8 +374,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         wrong = [name for name in self.get_option("hostnames") if name not in HOSTNAME_SOURCES]
         if wrong:
             raise CmdopError("hostnames: %s not one of %s" % (", ".join(wrong), ", ".join(HOSTNAME_SOURCES)))
-        if self.get_option("connect_with") not in CONNECT_WITH:
-            raise CmdopError("connect_with must be one of %s" % ", ".join(CONNECT_WITH))
+        wrong = [name for name in self._connect_with() if name not in CONNECT_WITH]
+        if wrong:
+            raise CmdopError("connect_with: %s not one of %s" % (", ".join(wrong), ", ".join(CONNECT_WITH)))
         if not (self.get_option("hostvar_prefix") + "id").isidentifier():
             raise CmdopError("hostvar_prefix must start a valid variable name (letters, digits and _, not first a digit)")
         filters = self.get_option("filters") or {}
@@ -356,6 +388,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise CmdopError("filters.%s must be a list of conditions" % key)
         if self.get_option("page_size") < 1 or self.get_option("max_workers") < 1:
             raise CmdopError("page_size and max_workers must be at least 1")
+        if self.get_option("on_error") not in ON_ERROR:
+            raise CmdopError("on_error must be one of %s" % ", ".join(ON_ERROR))
+        if self.get_option("on_error") == "cache" and not self.get_option("cache"):
+            raise CmdopError("on_error: cache serves the last good answer from the inventory cache, so it needs cache: true")
+
+    def _connect_with(self) -> t.List[str]:
+        value = self.get_option("connect_with") or []
+        return [value] if isinstance(value, str) else list(value)
 
     def _api_url(self) -> str:
         return _modes.api_url(self.get_option("mode"), self.get_option("api_url"))
@@ -379,7 +419,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # ---- credentials ---------------------------------------------------------
 
-    def _oauth_credential(self) -> t.Optional[t.Tuple[Credential, str]]:
+    def _oauth_credential(self) -> t.Optional[Labelled]:
         """The OAuth credential and its account label: O(token), else the token file, else None. Read once."""
         if self._oauth_loaded:
             return self._oauth
@@ -400,122 +440,75 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._oauth = (credential, account)
         return self._oauth
 
-    def _key_credential(self, secret: str) -> t.Tuple[Credential, str]:
-        self._secrets.append(secret)
-        return Credential(secret, API_KEY), fingerprint("key", normalize_url(self._api_url()), secret)
+    # ---- the plan: _inventory decides; this reads what it needs ------------------
 
-    # ---- the plan: which fleets, which listings ----------------------------------
-
-    def _plan(self) -> _Plan:
-        plan = _Plan()
+    def _plan(self) -> Plan:
+        mode, api_url = self.get_option("mode"), self._api_url()
         if self.get_option("fleets_from") == "api":
             oauth = self._oauth_credential()
             if oauth is not None:
-                plan.fleet_list = oauth[0]
-                plan.credentials[oauth[1]] = oauth[0]
-                return plan
-            if not self._single_key(plan):
-                raise CmdopError(
-                    "fleets_from=api needs an OAuth token (token, CMDOP_TOKEN, or the token file %s) or an api_key (CMDOP_API_KEY); "
-                    "%s" % (self._token_file(), _modes.login_hint(self.get_option("mode")))
-                )
-            return plan
+                return plan_from_api(oauth)
+            return self._single_key_plan(
+                "fleets_from=api needs an OAuth token (token, CMDOP_TOKEN, or the token file %s) or an api_key (CMDOP_API_KEY); %s"
+                % (self._token_file(), _modes.login_hint(mode)))
         path = self.get_option("path")
         text = read_text(path)
         if text is None:
-            if not self._single_key(plan):
-                raise CmdopError(
-                    "there is no fleet file %s: sync it first (cmdop login, or the cmdop.fleet.sync module), "
-                    "or use fleets_from: api, or give an api_key (CMDOP_API_KEY)" % path
-                )
-            return plan
+            return self._single_key_plan(
+                "there is no fleet file %s: sync it first (cmdop login, or the cmdop.fleet.sync module), "
+                "or use fleets_from: api, or give an api_key (CMDOP_API_KEY)" % path)
         document = _fleet_file.parse(text, path)
         self._secrets.extend(_fleet_file.secrets(document))
-        for entry in document.get("workspaces", []):
-            self._plan_entry(plan, entry)
+        include_inactive = bool(self.get_option("include_inactive"))
+        oauth = self._oauth_credential() if needs_oauth(document, mode, api_url, include_inactive) else None
+        plan = plan_from_file(document, mode, api_url, include_inactive, oauth,
+                              no_oauth="token, CMDOP_TOKEN, or the token file %s" % self._token_file())
+        for name, why in plan.left_out:
+            display.vvv("cmdop: fleet %r left out: %s" % (name, why))
         return plan
 
-    def _single_key(self, plan: _Plan) -> bool:
+    def _single_key_plan(self, otherwise: str) -> Plan:
         secret = self._secret_option("api_key")
         if not secret:
-            return False
-        credential, label = self._key_credential(secret)
-        plan.credentials[label] = credential
-        plan.single_key = label
-        return True
-
-    def _in_scope(self, entry: dict) -> bool:
-        server = entry.get("server") or ""
-        if entry_scope(server, self.get_option("mode")) == SCOPE_MODE:
-            return True
-        return bool(server) and normalize_url(server) == normalize_url(self._api_url())
-
-    def _plan_entry(self, plan: _Plan, entry: dict) -> None:
-        name = entry["name"]
-        if entry.get("inactive") and not self.get_option("include_inactive"):
-            display.vvv("cmdop: fleet %r is inactive: left out (include_inactive)" % name)
-            return
-        if not self._in_scope(entry):
-            display.vvv("cmdop: fleet %r belongs to another mode or server: left out" % name)
-            return
-        plan.order.append(name)
-        remote_id = entry.get("remote_id") or ""
-        variables = {
-            "fleet_id": remote_id,
-            "fleet_name": name,
-            "fleet_remote_name": entry.get("remote_name") or "",
-            "fleet_inactive": bool(entry.get("inactive")),
-        }
-        if entry.get("api_key"):
-            credential, label = self._key_credential(entry["api_key"])
-            plan.fleets.append(FleetSpec(name=name, source=label, remote_id=remote_id, variables=variables))
-            plan.use(label, credential)
-            return
-        if not remote_id:
-            plan.unlistable[name] = "it has neither an api_key nor a remote_id, so nothing can list its machines"
-            return
-        oauth = self._oauth_credential()
-        if oauth is None:
-            plan.unlistable[name] = "it has no api_key, and there is no OAuth token (token, CMDOP_TOKEN, or the token file %s) to list it with" % (
-                self._token_file()
-            )
-            return
-        plan.fleets.append(FleetSpec(name=name, source=oauth[1], remote_id=remote_id, by_workspace=True, variables=variables))
-        plan.use(oauth[1], oauth[0])
+            raise CmdopError(otherwise)
+        return plan_single_key(secret, self._api_url())
 
     # ---- the payload: from the cache or the API ----------------------------------
 
-    def _payload(self, plan: _Plan, path: str, cache: bool) -> dict:
-        """What the API answered, as ``{"version", "fleets", "listings": {label: machines}, "failed": {label: reason}}``."""
+    def _payload(self, plan: Plan, path: str, cache: bool) -> dict:
+        """What the API answered (see ``_inventory.empty_payload``): from the cache on a hit, else read and cached."""
         if not plan.credentials:
-            return {"version": CACHE_VERSION, "fleets": None, "listings": {}, "failed": {}}
+            return empty_payload(time.time())
         key = "%s_%s" % (
             self.get_cache_key(path),
             cache_suffix(normalize_url(self._api_url()), self.get_option("mode"), self.get_option("fleets_from"), plan.credentials),
         )
         use_cache = bool(self.get_option("cache"))
         if use_cache and cache:
-            try:
-                cached = self._cache[key]
-            except KeyError:
-                cached = None
-            if self._complete(cached, plan):
+            cached = self._cache.get(key)
+            if usable(cached, plan):
                 display.vvv("cmdop: inventory from the cache")
                 return dict(cached, failed={})
         payload = self._fetch(plan)
-        if use_cache and not payload["failed"]:
-            self._cache[key] = {name: value for name, value in payload.items() if name != "failed"}
+        entry = to_cache(payload)
+        if use_cache and entry is not None:
+            self._cache[key] = entry
+        if payload["failed"] and self.get_option("on_error") == "cache":
+            payload, warnings = with_fallback(plan, payload, self._last_good(key), time.time())
+            for warning in warnings:
+                display.warning(self._scrub(warning))
         return payload
 
-    @staticmethod
-    def _complete(cached: t.Any, plan: _Plan) -> bool:
-        if not isinstance(cached, dict) or cached.get("version") != CACHE_VERSION or not isinstance(cached.get("listings"), dict):
-            return False
-        if plan.fleet_list is not None and not isinstance(cached.get("fleets"), list):
-            return False
-        return all(isinstance(cached["listings"].get(label), list) for label in plan.credentials)
+    def _last_good(self, key: str) -> t.Any:
+        """The cache entry under ``key`` however old: the same cache plugin and place, read without cache_timeout."""
+        options = {"_uri": self.get_option("cache_connection"), "_prefix": self.get_option("cache_prefix"), "_timeout": 0}
+        reader = get_cache_plugin(self.get_option("cache_plugin"), **{name: value for name, value in options.items() if value is not None})
+        return reader.get(key)
 
-    def _fetch(self, plan: _Plan) -> dict:
+    def _fetch(self, plan: Plan) -> dict:
+        # The HTTP and OAuth libraries load here, only when a request is sent (a cache hit never loads them).
+        from ansible_collections.cmdop.fleet.plugins.module_utils._client import CmdopClient  # pylint: disable=import-outside-toplevel
+
         workers = self.get_option("max_workers")
         client = CmdopClient(
             self._api_url(),
@@ -524,12 +517,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             retries=self.get_option("retries"),
             max_workers=workers,
         )
-        payload: dict = {"version": CACHE_VERSION, "fleets": None, "listings": {}, "failed": {}}
+        hint = _modes.login_hint(self.get_option("mode"))
+        payload = empty_payload(time.time())
         if plan.fleet_list is not None:
             try:
-                payload["fleets"] = client.list_fleets(plan.fleet_list)
+                payload["fleets"] = client.list_fleets(plan.credentials[plan.fleet_list])
             except CmdopError as exc:
-                raise CmdopError("cannot list the user's fleets: %s%s" % (exc, self._hint(exc, plan.fleet_list))) from None
+                payload["failed"][FLEET_LIST] = failure_reason(exc, OAUTH, hint)
+                return payload
         page_size = self.get_option("page_size")
         labels = sorted(plan.credentials)
         outer = max(1, min(workers, len(labels)))
@@ -540,21 +535,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 try:
                     payload["listings"][label] = future.result()
                 except CmdopError as exc:
-                    payload["failed"][label] = "%s%s" % (exc, self._hint(exc, plan.credentials[label]))
+                    payload["failed"][label] = failure_reason(exc, plan.credentials[label].kind, hint)
         return payload
-
-    def _hint(self, exc: Exception, credential: Credential) -> str:
-        if not isinstance(exc, UnauthorizedError):
-            return ""
-        if credential.kind == OAUTH:
-            return "; %s" % _modes.login_hint(self.get_option("mode"))
-        return "; the server refused the fleet's api_key (revoked?)"
 
     # ---- hosts and groups -------------------------------------------------------
 
-    def _layout(self, plan: _Plan, payload: dict) -> Layout:
-        fleets = self._listed(plan, payload, self._fleets(plan, payload))
+    def _layout(self, fleets: t.List[FleetSpec], payload: dict) -> Layout:
         filters = self.get_option("filters") or {}
+        fields = self.get_option("hostvar_fields")
         result = layout(
             fleets,
             payload["listings"],
@@ -562,53 +550,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             hostnames=self.get_option("hostnames"),
             hostvar_prefix=self.get_option("hostvar_prefix"),
             group_prefix=self.get_option("group_prefix"),
-            connect_with=self.get_option("connect_with"),
+            connect_with=self._connect_with(),
             online_only=bool(filters.get("online_only")),
             keep=self._keep if (filters.get("include") or filters.get("exclude")) else None,
+            hostvar_fields=frozenset(fields) if fields else None,
         )
         self._report(result)
         return result
-
-    def _listed(self, plan: _Plan, payload: dict, fleets: t.List[FleetSpec]) -> t.List[FleetSpec]:
-        """The fleets whose machines could be listed; the others fail the inventory, or with on_error=warn are left out."""
-        if plan.single_key in payload["failed"]:
-            raise CmdopError("cannot list the machines of the api_key's fleet: %s" % payload["failed"][plan.single_key])
-        failed = dict(plan.unlistable)
-        failed.update((fleet.name, payload["failed"][fleet.source]) for fleet in fleets if fleet.source in payload["failed"])
-        failed = {name: failed[name] for name in sorted(failed, key=lambda name: plan.order.index(name) if name in plan.order else len(plan.order))}
-        fleets = [fleet for fleet in fleets if fleet.name not in failed]
-        if failed and (self.get_option("on_error") == "fail" or not fleets):
-            raise CmdopError("cannot list the machines of %d fleet(s), so no inventory was made (on_error: warn shows the others): %s"
-                             % (len(failed), "; ".join("fleet %r: %s" % (name, reason) for name, reason in failed.items())))
-        for name, reason in failed.items():
-            display.warning("cmdop: fleet %r left out: %s" % (name, self._scrub(reason)))
-        if not fleets:
-            where = "the account" if self.get_option("fleets_from") == "api" else self.get_option("path")
-            display.warning("cmdop: there is no fleet to show (no %s fleet in %s)" % (self.get_option("mode"), where))
-        return fleets
-
-    def _fleets(self, plan: _Plan, payload: dict) -> t.List[FleetSpec]:
-        """The fleets to show: from the file (planned), the API's fleet list, or the single key's machines."""
-        if plan.fleet_list is not None:
-            label = next(iter(plan.credentials))
-            return self._named(payload["fleets"] or [], label, _server_fleet_variables)
-        if plan.single_key is not None:
-            seen: t.Dict[str, dict] = {}
-            for machine in sorted(payload["listings"].get(plan.single_key, []), key=lambda machine: machine["id"]):
-                seen.setdefault(machine["workspace"], {"id": machine["workspace"], "name": machine.get("workspace_name") or ""})
-            return self._named(list(seen.values()), plan.single_key, lambda fleet: {})
-        return plan.fleets
-
-    @staticmethod
-    def _named(server_fleets: t.List[dict], label: str, extra: t.Callable[[dict], dict]) -> t.List[FleetSpec]:
-        names = new_fleet_names(server_fleets, set())  # the names cmdop.fleet.sync gives the same fleets
-        fleets = []
-        for fleet in sorted(server_fleets, key=lambda fleet: fleet["id"]):
-            name = names[fleet["id"]]
-            variables = {"fleet_id": fleet["id"], "fleet_name": name, "fleet_remote_name": fleet.get("name") or ""}
-            variables.update(extra(fleet))
-            fleets.append(FleetSpec(name=name, source=label, remote_id=fleet["id"], by_workspace=True, variables=variables))
-        return fleets
 
     def _keep(self, variables: t.Dict[str, t.Any]) -> bool:
         filters = self.get_option("filters") or {}

@@ -19,19 +19,14 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes, _token
-from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
-    OAUTH,
-    REQUESTS_IMPORT_ERROR,
-    REQUESTS_OAUTHLIB_IMPORT_ERROR,
-    CmdopClient,
-    CmdopError,
-    Credential,
-    UnauthorizedError,
-)
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, Move
 from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import FleetFileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODES, login_hint
-from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import JSONSCHEMA_IMPORT_ERROR, SchemaError
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import SchemaError, import_error
+
+if t.TYPE_CHECKING:
+    from ansible_collections.cmdop.fleet.plugins.module_utils._client import CmdopClient  # pragma: no cover
 
 API_ARGUMENT_SPEC: t.Dict[str, t.Dict[str, t.Any]] = {
     "mode": {"type": "str", "default": "prod", "choices": list(MODES)},
@@ -46,9 +41,10 @@ API_ARGUMENT_SPEC: t.Dict[str, t.Dict[str, t.Any]] = {
 
 def check_libraries(module: AnsibleModule, http: bool = True) -> None:
     """Fail with Ansible's usual message when a required Python library is missing on the target."""
-    needed = [("jsonschema", JSONSCHEMA_IMPORT_ERROR)]
+    needed = [("jsonschema", import_error())]
     if http:
-        needed += [("requests", REQUESTS_IMPORT_ERROR), ("requests-oauthlib", REQUESTS_OAUTHLIB_IMPORT_ERROR)]
+        _client = _http_client()
+        needed += [("requests", _client.REQUESTS_IMPORT_ERROR), ("requests-oauthlib", _client.REQUESTS_OAUTHLIB_IMPORT_ERROR)]
     for name, error in needed:
         if error:
             module.fail_json(msg=missing_required_lib(name), exception=error)
@@ -67,8 +63,14 @@ def move(module: AnsibleModule) -> Move:
     return functools.partial(module.atomic_move, unsafe_writes=bool(module.params.get("unsafe_writes")))
 
 
+def _http_client() -> t.Any:
+    """The ``_client`` module, imported when a module sends a request: a sync given O(fleets) never loads the HTTP libraries."""
+    from ansible_collections.cmdop.fleet.plugins.module_utils import _client  # pylint: disable=import-outside-toplevel
+    return _client
+
+
 def make_client(module: AnsibleModule) -> CmdopClient:
-    return CmdopClient(
+    return _http_client().CmdopClient(
         api_url(module),
         timeout=module.params["timeout"],
         validate_certs=module.params["validate_certs"],

@@ -15,6 +15,9 @@
 - Every answer is checked against its schema before anyone uses it.
 - No message carries a secret: server texts are cut short and scrubbed.
 
+Credentials, the errors and scrubbing live in ``_api``, which imports no HTTP
+library (the inventory plugin loads this module only when it sends a request).
+
 Private to the collection.
 """
 
@@ -24,7 +27,6 @@ import contextlib
 import ipaddress
 import os
 import posixpath
-import threading
 import time
 import traceback
 import typing as t
@@ -38,6 +40,16 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import (
     validate_server_fleets,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils import _token
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import (
+    OAUTH,
+    CmdopError,
+    Credential,
+    ForbiddenError,
+    NotFoundError,
+    ResponseError,
+    UnauthorizedError,
+    scrub,
+)
 
 try:
     import requests
@@ -73,9 +85,6 @@ FLEETS_PATH = "/api/workspaces/workspaces/"
 MACHINES_PATH = "/api/machines/machines/"
 TOKEN_PATH = "/api/system/oauth/token/"
 
-OAUTH = "oauth"
-API_KEY = "api_key"
-
 DEFAULT_PAGE_SIZE = 200
 MAX_PAGES = 10000
 MAX_FLEET_PAGES = 1000
@@ -86,70 +95,6 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 # 502 or 504 may come after the origin rotated it, so only 429 and 503 (refused before any work) are retried.
 REFRESH_RETRY_STATUSES = (429, 503)
 USER_AGENT = "cmdop.fleet (Ansible collection)"
-
-
-class CmdopError(Exception):
-    """A failure talking to CMDOP. The message is fit for a user and holds no secret."""
-
-
-class UnauthorizedError(CmdopError):
-    """401: the credential is missing, wrong or expired, and could not be refreshed."""
-
-
-class ForbiddenError(CmdopError):
-    """403: the credential is valid but may not do this (an API key listing fleets)."""
-
-
-class NotFoundError(CmdopError):
-    """404."""
-
-
-class ResponseError(CmdopError):
-    """The server answered something that is not the documented shape."""
-
-
-class Credential:
-    """A bearer credential: an OAuth token or a fleet API key.
-
-    An OAuth credential read from a token file (``from_store``) can be refreshed
-    when its token holds a refresh token: the store serializes refreshes across
-    processes and writes the new pair back.
-    """
-
-    def __init__(self, secret: str, kind: str, store: t.Optional[_token.TokenStore] = None, token: t.Optional[dict] = None) -> None:
-        self.secret = secret
-        self.kind = kind
-        self.store = store
-        self.token = token
-        self.refreshed = False
-        self.lock = threading.Lock()  # one refresh at a time
-        self._swap = threading.Lock()  # the secret and its token change together
-
-    @classmethod
-    def from_store(cls, store: _token.TokenStore) -> t.Optional["Credential"]:
-        """The OAuth credential in a token file, or None when there is no such file."""
-        token = store.load()
-        if token is None:
-            return None
-        return cls(token["access_token"], OAUTH, store=store, token=token)
-
-    @property
-    def can_refresh(self) -> bool:
-        return bool(self.store is not None and self.token and self.token.get("refresh_token"))
-
-    @property
-    def secrets(self) -> t.List[str]:
-        return _token.secrets(self.token) if self.token else [self.secret]
-
-    def use(self, token: dict) -> None:
-        with self._swap:
-            self.token = token
-            self.secret = token["access_token"]
-
-    def snapshot(self) -> t.Tuple[str, t.Optional[dict]]:
-        """The secret and the token it belongs to, read together (another thread may be refreshing)."""
-        with self._swap:
-            return self.secret, self.token
 
 
 class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
@@ -172,18 +117,6 @@ def _retry(retries: int, backoff_factor: float, methods: t.Iterable[str], status
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-
-
-SCRUBBED = "<secret>"  # not Ansible's "********", so a test can tell this masking from no_log's
-
-
-def scrub(text: t.Any, secrets: t.Iterable[str], limit: int = 300) -> str:
-    """Text from elsewhere (a server, an exception), safe to show: secrets masked, control characters dropped, cut short."""
-    text = str(text)
-    for secret in sorted((secret for secret in secrets if secret), key=len, reverse=True):
-        text = text.replace(secret, SCRUBBED)
-    text = "".join(char if char.isprintable() else " " for char in text)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _transport_error(url: str, exc: Exception, timeout: float, credential: Credential) -> CmdopError:

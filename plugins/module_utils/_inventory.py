@@ -23,6 +23,17 @@ documented in the plugin and in ``docs/inventory.md``:
   function (ansible-core's); a clash with another fleet's group or a reserved
   group gets ``_2``, ``_3``...
 
+Before the layout, the policy (also pure; the plugin only reads files, the
+cache and the API, and calls these):
+
+- The plan (``plan_from_file``, ``plan_from_api``, ``plan_single_key``): which
+  fleets are shown and which credential lists which; one listing per credential.
+- After the listings: ``fleets_to_show`` (from the file, the API's fleet list or
+  the single key's machines) and ``judge`` (the error rules of ``on_error``).
+- The cache: ``usable(cached, plan)`` and, for ``on_error: cache``,
+  ``with_fallback(plan, payload, stale, now)``, which serves the last good
+  answer for what could not be listed.
+
 Private to the collection.
 """
 
@@ -35,11 +46,19 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import API_KEY, OAUTH, CmdopError, Credential, UnauthorizedError
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, entry_scope, normalize_url
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import new_fleet_names
+from ansible_collections.cmdop.fleet.plugins.module_utils._timestamps import format_utc
+
 TOP_GROUP = "cmdop"
 RESERVED_GROUPS = frozenset(["all", "ungrouped", TOP_GROUP])
 HOSTNAME_SOURCES = ("name", "hostname", "id", "public_ip", "local_ip")
 DEFAULT_HOSTNAMES = ("name", "hostname", "id")
 CONNECT_WITH = ("public_ip", "local_ip", "hostname", "none")
+ON_ERROR = ("fail", "warn", "cache")
+CACHE_VERSION = 2  # 2: the payload holds fetched_at
+SHOWN = 10  # at most this many names in one warning
 
 # A host name users can type in a limit pattern: letters, digits, ``_``, ``.``, ``@``, ``-``.
 _USABLE_NAME = re.compile(r"^\w[\w.@-]{0,254}$")
@@ -128,6 +147,15 @@ def field_value(machine: t.Mapping[str, t.Any], source: str) -> t.Any:
     return machine.get(source)
 
 
+def address_of(machine: t.Mapping[str, t.Any], sources: t.Sequence[str]) -> t.Optional[str]:
+    """The first non-empty value among ``sources`` (``connect_with``), tried in order."""
+    for source in sources:
+        value = field_value(machine, source)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def _candidates(machine: t.Mapping[str, t.Any], preferences: t.Sequence[str]) -> t.List[str]:
     names: t.List[str] = []
     for source in preferences:
@@ -189,10 +217,12 @@ def group_names(fleets: t.Sequence[FleetSpec], group_prefix: str, sanitize: t.Ca
     return names, renamed
 
 
-def machine_variables(machine: t.Mapping[str, t.Any], prefix: str) -> t.Dict[str, t.Any]:
-    """The machine's fields as host variables; a key that is not a valid variable name is left out."""
+def machine_variables(machine: t.Mapping[str, t.Any], prefix: str, fields: t.Optional[t.Collection[str]] = None) -> t.Dict[str, t.Any]:
+    """The machine's fields (all, or only ``fields``) as host variables; a key that is not a valid variable name is left out."""
     result = {}
     for key, value in machine.items():
+        if fields is not None and key not in fields:
+            continue
         name = prefix + str(key)
         if name.isidentifier() and not keyword.iskeyword(name):
             result[name] = value
@@ -206,11 +236,18 @@ def layout(
     hostnames: t.Sequence[str] = DEFAULT_HOSTNAMES,
     hostvar_prefix: str = "cmdop_",
     group_prefix: str = "fleet_",
-    connect_with: str = "none",
+    connect_with: t.Sequence[str] = (),
     online_only: bool = False,
     keep: t.Optional[t.Callable[[t.Dict[str, t.Any]], bool]] = None,
+    hostvar_fields: t.Optional[t.Collection[str]] = None,
 ) -> Layout:
-    """Hosts and groups for the given fleets; ``keep`` (host variables -> bool) filters hosts."""
+    """Hosts and groups for the given fleets; ``keep`` (host variables -> bool) filters hosts.
+
+    ``connect_with``: the fields tried in order for ``ansible_host`` (``none`` is
+    no field). ``hostvar_fields``: the machine fields kept as host variables
+    (None: all); host names and ``connect_with`` use every field either way.
+    """
+    sources = [source for source in connect_with if source != "none"]
     fleet_groups, renamed_groups = group_names(fleets, group_prefix, sanitize)
     machines: t.Dict[str, t.Mapping[str, t.Any]] = {}
     membership: t.Dict[str, t.List[int]] = {}
@@ -230,7 +267,7 @@ def layout(
         indexes = membership[machine_id]
         own = [fleets[index].name for index in indexes]
         home = next((fleets[index].name for index in indexes if fleets[index].remote_id and fleets[index].remote_id == machine.get("workspace")), own[0])
-        variables = machine_variables(machine, hostvar_prefix)
+        variables = machine_variables(machine, hostvar_prefix, hostvar_fields)
         variables[hostvar_prefix + "fleet"] = home
         variables[hostvar_prefix + "fleets"] = own
         if keep is None or keep(variables):
@@ -242,9 +279,9 @@ def layout(
     for machine_id in sorted(kept, key=lambda key: names[key]):
         variables = kept[machine_id]
         name = names[machine_id]
-        if connect_with != "none":
-            address = field_value(machines[machine_id], connect_with)
-            if isinstance(address, str) and address:
+        if sources:
+            address = address_of(machines[machine_id], sources)
+            if address is not None:
                 variables["ansible_host"] = address
             else:
                 without_address.append(name)
@@ -255,3 +292,232 @@ def layout(
         variables = {hostvar_prefix + key: value for key, value in fleet.variables.items()}
         groups.append(Group(name=fleet_groups[index], fleet=fleet.name, variables=variables))
     return Layout(hosts=hosts, groups=groups, renamed_hosts=renamed_hosts, renamed_groups=renamed_groups, without_address=without_address)
+
+
+# ---- the plan: which fleets, which credential lists which --------------------------------------------
+
+FLEET_LIST = "(the fleet list)"  # the label of a failed fleet list (fleets_from=api) in a payload's "failed"
+Labelled = t.Tuple[Credential, str]  # a credential and the label of its listing (a one-way fingerprint)
+
+
+@dataclass
+class Plan:
+    """What to list: one listing per credential, and the fleets known before listing (from the fleet file)."""
+
+    fleets: t.List[FleetSpec] = field(default_factory=list)
+    order: t.List[str] = field(default_factory=list)  # local names of the fleets in scope, in file order
+    credentials: t.Dict[str, Credential] = field(default_factory=dict)  # listing label -> credential
+    unlistable: t.Dict[str, str] = field(default_factory=dict)  # local fleet name -> why nothing can list it
+    left_out: t.List[t.Tuple[str, str]] = field(default_factory=list)  # (local fleet name, why), for -vvv
+    fleet_list: t.Optional[str] = None  # fleets_from=api: the label of the OAuth listing, whose credential also lists the fleets
+    single_key: t.Optional[str] = None  # an api_key alone: the label of its listing
+
+    def use(self, label: str, credential: Credential) -> None:
+        self.credentials.setdefault(label, credential)  # one listing per credential, however many fleets it serves
+
+
+def key_credential(secret: str, api_url: str) -> Labelled:
+    return Credential(secret, API_KEY), fingerprint("key", normalize_url(api_url), secret)
+
+
+def in_scope(entry: t.Mapping[str, t.Any], mode: str, api_url: str) -> bool:
+    """A fleet file entry of ``mode``, or one whose ``server`` is the API URL in use."""
+    server = entry.get("server") or ""
+    if entry_scope(server, mode) == SCOPE_MODE:
+        return True
+    return bool(server) and normalize_url(server) == normalize_url(api_url)
+
+
+def _shown(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool) -> t.Tuple[t.List[dict], t.List[t.Tuple[str, str]]]:
+    shown, left_out = [], []
+    for entry in document.get("workspaces") or []:
+        if entry.get("inactive") and not include_inactive:
+            left_out.append((entry["name"], "it is inactive (include_inactive)"))
+        elif not in_scope(entry, mode, api_url):
+            left_out.append((entry["name"], "it belongs to another mode or server"))
+        else:
+            shown.append(entry)
+    return shown, left_out
+
+
+def needs_oauth(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool) -> bool:
+    """Whether a shown fleet of the file has no api_key but a remote_id: only the OAuth token can list it."""
+    return any(not entry.get("api_key") and entry.get("remote_id") for entry in _shown(document, mode, api_url, include_inactive)[0])
+
+
+def plan_from_file(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool,
+                   oauth: t.Optional[Labelled], no_oauth: str = "") -> Plan:
+    """The file's fleets of the mode: each with an api_key listed with its key, the others with the OAuth credential.
+
+    ``no_oauth`` says where an OAuth token would have come from, for the fleets
+    that need one when ``oauth`` is None.
+    """
+    plan = Plan()
+    shown, plan.left_out = _shown(document, mode, api_url, include_inactive)
+    for entry in shown:
+        name = entry["name"]
+        plan.order.append(name)
+        remote_id = entry.get("remote_id") or ""
+        variables = {
+            "fleet_id": remote_id,
+            "fleet_name": name,
+            "fleet_remote_name": entry.get("remote_name") or "",
+            "fleet_inactive": bool(entry.get("inactive")),
+        }
+        if entry.get("api_key"):
+            credential, label = key_credential(entry["api_key"], api_url)
+            plan.fleets.append(FleetSpec(name=name, source=label, remote_id=remote_id, variables=variables))
+            plan.use(label, credential)
+        elif not remote_id:
+            plan.unlistable[name] = "it has neither an api_key nor a remote_id, so nothing can list its machines"
+        elif oauth is None:
+            plan.unlistable[name] = "it has no api_key, and there is no OAuth token (%s) to list it with" % no_oauth
+        else:
+            plan.fleets.append(FleetSpec(name=name, source=oauth[1], remote_id=remote_id, by_workspace=True, variables=variables))
+            plan.use(oauth[1], oauth[0])
+    return plan
+
+
+def plan_from_api(oauth: Labelled) -> Plan:
+    """fleets_from=api: the user's fleets and their machines, both with the OAuth credential."""
+    plan = Plan(fleet_list=oauth[1])
+    plan.use(oauth[1], oauth[0])
+    return plan
+
+
+def plan_single_key(secret: str, api_url: str) -> Plan:
+    """An api_key alone: its single fleet, known from its machines."""
+    credential, label = key_credential(secret, api_url)
+    plan = Plan(single_key=label)
+    plan.use(label, credential)
+    return plan
+
+
+# ---- after the listings: the fleets to show, and the error rules ----------------------------------------
+
+
+def _server_fleet_variables(fleet: t.Mapping[str, t.Any]) -> dict:
+    return {"fleet_slug": fleet.get("slug"), "fleet_type": fleet.get("type"), "fleet_plan": fleet.get("plan")}
+
+
+def _named(server_fleets: t.Sequence[dict], label: str, extra: t.Callable[[t.Mapping[str, t.Any]], dict]) -> t.List[FleetSpec]:
+    names = new_fleet_names(server_fleets, set())  # the names cmdop.fleet.sync gives the same fleets
+    fleets = []
+    for fleet in sorted(server_fleets, key=lambda fleet: fleet["id"]):
+        name = names[fleet["id"]]
+        variables = {"fleet_id": fleet["id"], "fleet_name": name, "fleet_remote_name": fleet.get("name") or ""}
+        variables.update(extra(fleet))
+        fleets.append(FleetSpec(name=name, source=label, remote_id=fleet["id"], by_workspace=True, variables=variables))
+    return fleets
+
+
+def fleets_to_show(plan: Plan, payload: t.Mapping[str, t.Any]) -> t.List[FleetSpec]:
+    """The fleets to show: the file's (planned), the API's fleet list, or the single key's fleet (from its machines)."""
+    if plan.fleet_list is not None:
+        return _named(payload.get("fleets") or [], plan.fleet_list, _server_fleet_variables)
+    if plan.single_key is not None:
+        seen: t.Dict[str, dict] = {}
+        for machine in sorted(payload["listings"].get(plan.single_key, []), key=lambda machine: machine["id"]):
+            seen.setdefault(machine["workspace"], {"id": machine["workspace"], "name": machine.get("workspace_name") or ""})
+        return _named(list(seen.values()), plan.single_key, lambda fleet: {})
+    return plan.fleets
+
+
+@dataclass
+class Verdict:
+    fleets: t.List[FleetSpec]  # the fleets to show, whose machines could be listed
+    warnings: t.List[str]  # not scrubbed: the caller scrubs
+
+
+def judge(plan: Plan, payload: t.Mapping[str, t.Any], on_error: str, where: str, mode: str) -> Verdict:
+    """The error rules: a fleet that cannot be listed fails the inventory (no partial inventory), or with
+    ``on_error: warn`` is left out with a warning, unless no fleet at all could be listed. A failed fleet list or
+    a single key that cannot be listed always fails. (``on_error: cache`` has served what it could before.)"""
+    failed_labels = payload.get("failed") or {}
+    if FLEET_LIST in failed_labels:
+        raise CmdopError("cannot list the user's fleets: %s" % failed_labels[FLEET_LIST])
+    if plan.single_key in failed_labels:
+        raise CmdopError("cannot list the machines of the api_key's fleet: %s" % failed_labels[plan.single_key])
+    fleets = fleets_to_show(plan, payload)
+    failed = dict(plan.unlistable)
+    failed.update((fleet.name, failed_labels[fleet.source]) for fleet in fleets if fleet.source in failed_labels)
+    position = {name: index for index, name in enumerate(plan.order)}
+    failed = {name: failed[name] for name in sorted(failed, key=lambda name: position.get(name, len(position)))}
+    fleets = [fleet for fleet in fleets if fleet.name not in failed]
+    if failed and (on_error != "warn" or not fleets):
+        raise CmdopError("cannot list the machines of %d fleet(s), so no inventory was made (on_error: warn shows the others): %s"
+                         % (len(failed), "; ".join("fleet %r: %s" % (name, reason) for name, reason in failed.items())))
+    warnings = ["cmdop: fleet %r left out: %s" % (name, reason) for name, reason in failed.items()]
+    if not fleets:
+        warnings.append("cmdop: there is no fleet to show (no %s fleet in %s)" % (mode, where))
+    return Verdict(fleets=fleets, warnings=warnings)
+
+
+# ---- the cache ---------------------------------------------------------------------------------------------
+
+
+def empty_payload(now: float) -> dict:
+    """What the API answered, as ``{"version", "fetched_at", "fleets", "listings": {label: machines}, "failed": {label: reason}}``."""
+    return {"version": CACHE_VERSION, "fetched_at": now, "fleets": None, "listings": {}, "failed": {}}
+
+
+def usable(cached: t.Any, plan: Plan) -> bool:
+    """Whether a cache entry holds everything the plan lists (and is of this version)."""
+    if not isinstance(cached, dict) or cached.get("version") != CACHE_VERSION or not isinstance(cached.get("listings"), dict):
+        return False
+    if not isinstance(cached.get("fetched_at"), (int, float)):
+        return False
+    if plan.fleet_list is not None and not isinstance(cached.get("fleets"), list):
+        return False
+    return all(isinstance(cached["listings"].get(label), list) for label in plan.credentials)
+
+
+def to_cache(payload: t.Mapping[str, t.Any]) -> t.Optional[dict]:
+    """What is cached of a payload: all of it but ``failed``; nothing when something failed (no partial answer is cached)."""
+    if payload.get("failed"):
+        return None
+    return {name: value for name, value in payload.items() if name != "failed"}
+
+
+def age(seconds: float) -> str:
+    """A duration as people say it: 40 seconds, 12 minutes, 3 hours, 2 days."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return "%d %s%s" % (count, unit, "" if count == 1 else "s")
+    return "%d second%s" % (seconds, "" if seconds == 1 else "s")
+
+
+def with_fallback(plan: Plan, payload: t.Mapping[str, t.Any], stale: t.Any, now: float) -> t.Tuple[dict, t.List[str]]:
+    """``on_error: cache``: what failed is served from the last good answer ``stale`` (a cache entry, even expired).
+
+    A failed listing is replaced by the stale entry's; a failed fleet list
+    (``fleets_from=api``) by the stale fleet list and all of its listings.
+    What the stale entry does not hold stays failed (and the error rules apply).
+    Returns the payload to use and the warnings: which fleets, and how old the answer is.
+    """
+    failed = dict(payload.get("failed") or {})
+    if not failed or not usable(stale, plan):
+        return dict(payload), []
+    result = dict(payload, listings=dict(payload["listings"]), failed={})
+    served = set(plan.credentials) if FLEET_LIST in failed else set(failed)
+    if FLEET_LIST in failed:
+        result["fleets"] = stale["fleets"]
+    for label in served:
+        result["listings"][label] = stale["listings"][label]
+    names = [fleet.name for fleet in fleets_to_show(plan, result) if fleet.source in served]
+    reasons = sorted(set(failed.values()))
+    shown = ", ".join(repr(name) for name in names[:SHOWN]) + (" and %d more" % (len(names) - SHOWN) if len(names) > SHOWN else "")
+    warning = "cmdop: on_error=cache: %d fleet(s) could not be listed, so they are shown as the cache had them %s ago (listed at %s): %s; the error: %s" % (
+        len(names), age(now - stale["fetched_at"]), format_utc(stale["fetched_at"]), shown or "(none)", "; ".join(reasons))
+    return result, [warning]
+
+
+def failure_reason(error: Exception, kind: str, login_hint: str) -> str:
+    """Why a listing failed, with what to do about a refused credential."""
+    if not isinstance(error, UnauthorizedError):
+        return str(error)
+    if kind == OAUTH:
+        return "%s; %s" % (error, login_hint)
+    return "%s; the server refused the fleet's api_key (revoked?)" % error

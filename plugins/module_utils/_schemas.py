@@ -11,16 +11,27 @@ value may be an API key or a token. Private to the collection.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import traceback
 import typing as t
 
-try:
-    import jsonschema
-except ImportError:
-    jsonschema = None
-    JSONSCHEMA_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
-else:
-    JSONSCHEMA_IMPORT_ERROR = None
+
+@functools.lru_cache(maxsize=None)
+def _library() -> t.Tuple[t.Any, t.Optional[str]]:
+    """jsonschema and None, or None and the traceback of its import: imported on the first check, not before."""
+    try:
+        import jsonschema  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None, traceback.format_exc()
+    return jsonschema, None
+
+
+def import_error() -> t.Optional[str]:
+    """The traceback of importing jsonschema, or None when it is there (for ``missing_required_lib``)."""
+    return _library()[1]
+
 
 _SHORT_TEXT = {"type": "string", "maxLength": 1024}
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 1024}
@@ -143,14 +154,67 @@ def _rule(error: t.Any) -> str:
     return "does not match the expected %s" % validator
 
 
+_VALIDATORS: t.Dict[int, t.Tuple[dict, t.Any]] = {}  # id(schema) -> (schema, its validator): each schema is compiled once
+
+
+def _validator(jsonschema: t.Any, schema: dict) -> t.Any:
+    known = _VALIDATORS.get(id(schema))
+    if known is None or known[0] is not schema:
+        known = _VALIDATORS[id(schema)] = (schema, jsonschema.Draft7Validator(schema))
+    return known[1]
+
+
+class _Proven:
+    """Documents of some schemas known valid (by digest), so that a process reading the same bytes again need not check them.
+
+    Off unless a caller turns it on with ``remember_valid`` (the inventory plugin does, with digests it kept in its cache).
+    A digest covers the schema and the whole document, so any change to either is checked again.
+    """
+
+    def __init__(self) -> None:
+        self.schemas: t.Tuple[dict, ...] = ()
+        self.known: t.FrozenSet[str] = frozenset()
+        self.seen: t.Set[str] = set()
+
+    def digest(self, instance: t.Any, schema: dict) -> t.Optional[str]:
+        if not any(schema is one for one in self.schemas):
+            return None
+        try:
+            text = json.dumps([schema, instance], sort_keys=True)
+        except (TypeError, ValueError):
+            return None
+        return hashlib.sha256(("cmdop.fleet valid\0" + text).encode("utf-8")).hexdigest()[:32]
+
+
+_PROVEN = _Proven()
+
+
+def remember_valid(schemas: t.Sequence[dict], known: t.Iterable[str]) -> None:
+    """From now on, a document of ``schemas`` whose digest is in ``known`` is valid without a check; start a new ``valid_digests``."""
+    _PROVEN.schemas = tuple(schemas)
+    _PROVEN.known = frozenset(item for item in known if isinstance(item, str))
+    _PROVEN.seen = set()
+
+
+def valid_digests() -> t.List[str]:
+    """The digests of the documents of the remembered schemas found valid since ``remember_valid`` (one-way: no content)."""
+    return sorted(_PROVEN.seen)
+
+
 def validate(instance: t.Any, schema: dict, what: str) -> None:
     """Raise SchemaError naming ``what`` and the first broken rule."""
+    digest = _PROVEN.digest(instance, schema)
+    if digest is not None and digest in _PROVEN.known:
+        _PROVEN.seen.add(digest)
+        return
+    jsonschema = _library()[0]
     if jsonschema is None:
         raise SchemaError("the jsonschema Python library is required to check %s" % what)
-    validator = jsonschema.Draft7Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    error = jsonschema.exceptions.best_match(_validator(jsonschema, schema).iter_errors(instance))
     if error is not None:
         raise SchemaError("%s is not valid: %s %s" % (what, _where(error.absolute_path), _rule(error)))
+    if digest is not None:
+        _PROVEN.seen.add(digest)
 
 
 def validate_server_fleets(fleets: t.Any, what: str = "the server's fleet list") -> t.List[dict]:

@@ -284,6 +284,141 @@ def test_server_errors_after_retries_fail_the_inventory(inv: Inventory) -> None:
     assert "answered 502" in flat(result.stderr) and "fleet 'team-a'" in flat(result.stderr) and "fleet 'lab'" in flat(result.stderr)
 
 
+# ---- when the API is down: on_error: cache ----------------------------------------------------------
+
+
+def cache_files_text(folder: Path) -> str:
+    return "".join(path.name + path.read_text(encoding="utf-8") for path in folder.iterdir()) if folder.exists() else ""
+
+
+def test_on_error_cache_serves_the_last_good_answer_past_the_timeout(inv: Inventory, tmp_path: Path) -> None:
+    """A good run fills the cache; once it has expired and the API fails, the same inventory is served with a warning."""
+    inv.fleets("team-a", "team-a-ops", "lab", "staging", "dev-only")
+    cache = tmp_path / "cache"
+    config = inv.config(page_size=3, retries=0, on_error="cache", cache=True, cache_plugin="ansible.builtin.jsonfile",
+                        cache_connection=str(cache), cache_timeout=1)
+    good = inv.run(config, "--list")
+    assert good.rc == 0, good.describe()
+    assert "on_error=cache" not in good.stderr
+    time.sleep(2)  # past cache_timeout: a plain cache hit is no longer possible
+    inv.emulator.admin("POST", "faults", {"path": MACHINES_PATH, "status": 503, "count": 100})
+    inv.clear()
+    served = inv.run(config, "--list")
+    assert served.rc == 0, served.describe()
+    assert inv.requests(), "the expired cache was not a hit: the API was asked first"
+    matches_expected("fleets.list.json", plain(served.json()))
+    warning = " ".join(served.stderr.split())
+    assert "3 fleet(s) could not be listed, so they are shown as the cache had them" in warning, served.stderr
+    assert "'team-a', 'team-a-ops', 'lab'" in warning and "seconds ago" in warning and "answered 503" in warning, served.stderr
+    # A run that served the cache does not write it: the answer's age stays true.
+    assert cache_files_text(cache) and json.loads(next(cache.iterdir()).read_text(encoding="utf-8"))
+    assert_no_secret(served.stdout, served.stderr, cache_files_text(cache))
+
+
+def test_on_error_cache_without_a_last_good_answer_fails_as_before(inv: Inventory, tmp_path: Path) -> None:
+    inv.fleets("team-a", "lab")
+    inv.emulator.admin("POST", "faults", {"path": MACHINES_PATH, "status": 503, "count": 100})
+    config = inv.config(retries=0, on_error="cache", cache=True, cache_plugin="ansible.builtin.jsonfile", cache_connection=str(tmp_path / "cache"))
+    result = inv.run(config, "--graph")
+    assert result.rc != 0, result.describe()
+    assert "no inventory was made" in result.stderr and "fleet 'team-a'" in result.stderr and "answered 503" in result.stderr
+    assert cache_files_text(tmp_path / "cache") == ""  # a failed run is not cached
+    without_cache = inv.run(inv.config(on_error="cache"), "--graph")
+    assert without_cache.rc != 0 and "needs cache: true" in without_cache.stderr, without_cache.describe()
+
+
+def test_on_error_cache_serves_the_fleet_list_of_fleets_from_api(inv: Inventory, tmp_path: Path) -> None:
+    config = inv.config(fleets_from="api", retries=0, on_error="cache", cache=True, cache_plugin="ansible.builtin.jsonfile",
+                        cache_connection=str(tmp_path / "cache"), cache_timeout=1)
+    good = inv.run(config, "--graph")
+    assert good.rc == 0, good.describe()
+    time.sleep(2)
+    inv.emulator.admin("POST", "faults", {"path": "/api/workspaces/workspaces/", "status": 500, "count": 100})
+    served = inv.run(config, "--graph")
+    assert served.rc == 0, served.describe()
+    assert served.stdout == good.stdout
+    assert "4 fleet(s) could not be listed" in " ".join(served.stderr.split()), served.stderr
+
+
+# ---- reachability: connect_with in order, the machine fields as host variables, hostvar_fields --------
+
+
+def test_connect_with_tries_each_field_in_order_per_host(inv: Inventory) -> None:
+    seed = json.loads(json.dumps(SEED))
+    seed["machines"] = [
+        machine(TEAM_A, 1, "public", public_ip="203.0.113.7"),
+        machine(TEAM_A, 2, "private"),  # local_ips only
+        machine(TEAM_A, 3, "named", local_ips=[]),  # the hostname only
+        machine(TEAM_A, 4, "nothing", local_ips=[], hostname=None),
+    ]
+    inv.emulator.admin("POST", "reset", {"seed": seed})
+    inv.fleets("team-a")
+    result = inv.run(inv.config(connect_with=["public_ip", "local_ip", "hostname"]), "--list")
+    assert result.rc == 0, result.describe()
+    hostvars = plain(result.json())["_meta"]["hostvars"]
+    assert {name: variables.get("ansible_host") for name, variables in hostvars.items()} == {
+        "public": "203.0.113.7", "private": "10.1.0.2", "named": "named.example.net", "nothing": None}
+    assert "1 host(s) have no value for connect_with, so no ansible_host: nothing" in " ".join(result.stderr.split())
+    single = inv.run(inv.config(connect_with="hostname"), "--list")  # one value, as 0.1.0 took it
+    assert plain(single.json())["_meta"]["hostvars"]["public"]["ansible_host"] == "public.example.net"
+
+
+REACHABILITY = ("has_shell", "is_online", "heartbeat_age_seconds", "active_terminal_session", "agent_version")
+
+
+def test_reachability_fields_are_host_variables_and_hostvar_fields_keeps_only_some(inv: Inventory) -> None:
+    seed = json.loads(json.dumps(SEED))
+    session = {"session_id": "s-1", "created_at": "2026-11-20T09:00:00Z"}
+    seed["machines"] = [
+        machine(TEAM_A, 1, "busy", has_shell=True, is_online=True, heartbeat_age_seconds=3, active_terminal_session=session, agent_version="1.4.2"),
+        machine(TEAM_A, 2, "idle", has_shell=False, is_online=False, status="offline", heartbeat_age_seconds=900, agent_version="1.3.0"),
+    ]
+    inv.emulator.admin("POST", "reset", {"seed": seed})
+    inv.fleets("team-a")
+    every = inv.run(inv.config(groups={"shell_now": "cmdop_has_shell and cmdop_heartbeat_age_seconds < 60"}), "--list")
+    assert every.rc == 0, every.describe()
+    listed = plain(every.json())
+    busy = listed["_meta"]["hostvars"]["busy"]
+    assert {name: busy.get("cmdop_" + name) for name in REACHABILITY} == {
+        "has_shell": True, "is_online": True, "heartbeat_age_seconds": 3, "active_terminal_session": session, "agent_version": "1.4.2"}
+    assert listed["shell_now"]["hosts"] == ["busy"]
+    kept = inv.run(inv.config(hostvar_fields=["has_shell", "is_online"], connect_with="hostname"), "--list")
+    assert kept.rc == 0, kept.describe()
+    group_variables = {"cmdop_fleet_id": TEAM_A, "cmdop_fleet_inactive": False, "cmdop_fleet_name": "team-a", "cmdop_fleet_remote_name": "Team A"}
+    assert plain(kept.json())["_meta"]["hostvars"]["idle"] == dict(
+        group_variables, cmdop_has_shell=False, cmdop_is_online=False, cmdop_fleet="team-a", cmdop_fleets=["team-a"], ansible_host="idle.example.net")
+
+
+# ---- a cache hit loads no HTTP library, no schema library ----------------------------------------------
+
+
+HTTP_LIBRARIES = ("requests", "requests_oauthlib", "oauthlib", "urllib3", "jsonschema")
+
+
+def imported(stderr: str) -> t.Set[str]:
+    """The top-level packages python -X importtime reports."""
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in stderr.splitlines() if line.startswith("import time:") and "|" in line}
+
+
+def test_a_cache_hit_does_not_load_the_http_libraries(inv: Inventory, tmp_path: Path) -> None:
+    """Nor jsonschema: the fleet file and the token file found valid before (same bytes, by digest) are not checked again."""
+    inv.fleets("team-a", "lab")
+    config = inv.config(cache=True, cache_plugin="ansible.builtin.jsonfile", cache_connection=str(tmp_path / "cache"))
+    cold = inv.run(config, "--graph", PYTHONPROFILEIMPORTTIME="1")
+    assert cold.rc == 0, cold.describe()
+    assert set(HTTP_LIBRARIES) <= imported(cold.stderr)  # what this test looks for is seen when it is there
+    inv.clear()
+    warm = inv.run(config, "--graph", PYTHONPROFILEIMPORTTIME="1")
+    assert warm.rc == 0 and warm.stdout == cold.stdout, warm.describe()
+    assert inv.requests() == []
+    assert not set(HTTP_LIBRARIES) & imported(warm.stderr), set(HTTP_LIBRARIES) & imported(warm.stderr)
+    # A changed fleet file is checked again, and a broken one still fails on a cache hit.
+    path = inv.home / ".cmdop" / "ssh_workspaces.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"remote_name": "Lab"', '"remote_name": 7'), encoding="utf-8")
+    broken = inv.run(config, "--graph")
+    assert broken.rc != 0 and "workspaces[1].remote_name must be of type string or null" in broken.stderr, broken.describe()
+
+
 # ---- from a fresh clone: sync, then the inventory -------------------------------------------------
 
 
@@ -371,7 +506,8 @@ def plugin_examples(ansible_cli: t.Callable) -> t.Tuple[dict, t.List[Example]]:
 def test_ansible_doc_shows_a_complete_example(ansible_cli: t.Callable) -> None:
     result = ansible_cli("ansible-doc", ["-t", "inventory", "cmdop.fleet.cmdop"])
     assert result.rc == 0, result.describe()
-    for text in ("plugin: cmdop.fleet.cmdop", "fleets_from", "connect_with", "keyed_groups", "cache_plugin", "on_error"):
+    for text in ("plugin: cmdop.fleet.cmdop", "fleets_from", "connect_with", "keyed_groups", "cache_plugin", "on_error", "hostvar_fields",
+                 "last good answer"):
         assert text in result.stdout
     doc, examples = plugin_examples(ansible_cli)
     assert len(examples) == 3

@@ -543,9 +543,11 @@ def cache_config(run: t.Any, emulator: t.Any, fleets: Path, **options: t.Any) ->
                       cache_connection=str(run.folder / "cache"), **options)
 
 
-def cache_files(run: t.Any) -> t.Dict[str, str]:
+def cache_files(run: t.Any, valid: bool = False) -> t.Dict[str, str]:
+    """The cache's payload entries (or, with ``valid``, its entries of digests of the files found valid)."""
     folder = run.folder / "cache"
-    return {path.name: path.read_text(encoding="utf-8") for path in folder.iterdir()} if folder.exists() else {}
+    paths = [path for path in folder.iterdir() if path.name.endswith("_valid") == valid] if folder.exists() else []
+    return {path.name: path.read_text(encoding="utf-8") for path in paths}
 
 
 def test_a_cache_hit_makes_no_request_and_a_refresh_does(run: t.Any, start_emulator: t.Any) -> None:
@@ -571,11 +573,15 @@ def test_the_cache_holds_the_api_payload_only_never_a_secret(run: t.Any, start_e
     assert len(files) == 1
     payload = json.loads(next(iter(files.values())))
     payload = json.loads(payload["__payload__"]) if "__payload__" in payload else payload  # ansible-core 2.19's jsonfile wraps it
-    assert set(payload) == {"version", "fleets", "listings"}
+    assert set(payload) == {"version", "fetched_at", "fleets", "listings"}
     # Team A's key lists its 2 machines; Alice's token lists the 4 of her fleets.
     assert sorted(len(listing) for listing in payload["listings"].values()) == [2, 4]
     assert_no_secret(next(iter(files.values())))
     assert_no_secret(next(iter(files)))
+    # The one other entry: one-way digests of the fleet file and the token file, found valid (no content of them).
+    digests = [json.loads(text) for text in cache_files(run, valid=True).values()]
+    digests = [json.loads(item["__payload__"]) if isinstance(item, dict) else item for item in digests]
+    assert len(digests) == 1 and len(digests[0]) == 1 and all(len(item) == 32 and int(item, 16) >= 0 for item in digests[0])
 
 
 def test_two_accounts_never_share_a_cache_entry(run: t.Any, start_emulator: t.Any, clean_env: Path) -> None:

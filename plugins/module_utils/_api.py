@@ -1,0 +1,98 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) cmdop.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What the CMDOP client's callers use without the HTTP libraries: credentials, the client's errors, scrubbing.
+
+``_client`` imports requests, urllib3 and requests-oauthlib; this module imports
+none of them, so the inventory plugin can plan, read its cache and report errors
+without loading them (a cache hit never sends a request). ``_client`` re-exports
+these names. Private to the collection.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+from ansible_collections.cmdop.fleet.plugins.module_utils import _token
+
+OAUTH = "oauth"
+API_KEY = "api_key"
+
+
+class CmdopError(Exception):
+    """A failure talking to CMDOP. The message is fit for a user and holds no secret."""
+
+
+class UnauthorizedError(CmdopError):
+    """401: the credential is missing, wrong or expired, and could not be refreshed."""
+
+
+class ForbiddenError(CmdopError):
+    """403: the credential is valid but may not do this (an API key listing fleets)."""
+
+
+class NotFoundError(CmdopError):
+    """404."""
+
+
+class ResponseError(CmdopError):
+    """The server answered something that is not the documented shape."""
+
+
+class Credential:
+    """A bearer credential: an OAuth token or a fleet API key.
+
+    An OAuth credential read from a token file (``from_store``) can be refreshed
+    when its token holds a refresh token: the store serializes refreshes across
+    processes and writes the new pair back.
+    """
+
+    def __init__(self, secret: str, kind: str, store: t.Optional[_token.TokenStore] = None, token: t.Optional[dict] = None) -> None:
+        self.secret = secret
+        self.kind = kind
+        self.store = store
+        self.token = token
+        self.refreshed = False
+        self.lock = threading.Lock()  # one refresh at a time
+        self._swap = threading.Lock()  # the secret and its token change together
+
+    @classmethod
+    def from_store(cls, store: _token.TokenStore) -> t.Optional["Credential"]:
+        """The OAuth credential in a token file, or None when there is no such file."""
+        token = store.load()
+        if token is None:
+            return None
+        return cls(token["access_token"], OAUTH, store=store, token=token)
+
+    @property
+    def can_refresh(self) -> bool:
+        return bool(self.store is not None and self.token and self.token.get("refresh_token"))
+
+    @property
+    def secrets(self) -> t.List[str]:
+        return _token.secrets(self.token) if self.token else [self.secret]
+
+    def use(self, token: dict) -> None:
+        with self._swap:
+            self.token = token
+            self.secret = token["access_token"]
+
+    def snapshot(self) -> t.Tuple[str, t.Optional[dict]]:
+        """The secret and the token it belongs to, read together (another thread may be refreshing)."""
+        with self._swap:
+            return self.secret, self.token
+
+
+SCRUBBED = "<secret>"  # not Ansible's "********", so a test can tell this masking from no_log's
+
+
+def scrub(text: t.Any, secrets: t.Iterable[str], limit: int = 300) -> str:
+    """Text from elsewhere (a server, an exception), safe to show: secrets masked, control characters dropped, cut short."""
+    text = str(text)
+    for secret in sorted((secret for secret in secrets if secret), key=len, reverse=True):
+        text = text.replace(secret, SCRUBBED)
+    text = "".join(char if char.isprintable() else " " for char in text)
+    return text if len(text) <= limit else text[:limit] + "..."
