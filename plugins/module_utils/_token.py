@@ -20,6 +20,7 @@ inventory plugin use this same store. Private to the collection.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import typing as t
@@ -113,7 +114,7 @@ def _seconds(value: t.Any) -> t.Optional[float]:
             value = float(value)
         except ValueError:
             return None
-    if isinstance(value, (int, float)) and value == value and abs(value) < 10 ** 10:  # not NaN, not absurd
+    if isinstance(value, (int, float)) and not math.isnan(value) and abs(value) < 10 ** 10:  # not absurd
         return int(value) if float(value).is_integer() else float(value)
     return None
 
