@@ -216,43 +216,42 @@ seealso:
 """
 
 EXAMPLES = r"""
-# Three inventory files, one YAML document each: save each as its own file.
+# Three inventory files. The first is written out; the other two are commented out, each from its line
+# "# --- <file>: ..." on (ansible-test wants one YAML document here): save each as its own file, without the "# ".
 
 # fleets.cmdop.yml: every fleet synced into ~/.cmdop/ssh_workspaces.json, as groups fleet_<name>
 plugin: cmdop.fleet.cmdop
 
----
-# dev.cmdop.yml: the dev server's fleets, online Linux machines only, reached by their public IP,
-# with groups by OS and a cache shared by runs for 10 minutes.
-plugin: cmdop.fleet.cmdop
-mode: dev
-include_inactive: false
-hostnames: [name, hostname]
-connect_with: public_ip
-filters:
-  online_only: true
-  include:
-    - cmdop_os == 'linux'
-  exclude:
-    - cmdop_name is match('tmp-')
-compose:
-  ansible_user: cmdop_username
-keyed_groups:
-  - key: cmdop_os
-    prefix: os
-groups:
-  big: cmdop_cpu_count >= 16
-cache: true
-cache_plugin: ansible.builtin.jsonfile
-cache_connection: ~/.cache/cmdop-inventory
-cache_timeout: 600
+# --- dev.cmdop.yml: the dev server's fleets, online Linux machines only, reached by their public IP,
+# # with groups by OS and a cache shared by runs for 10 minutes.
+# plugin: cmdop.fleet.cmdop
+# mode: dev
+# include_inactive: false
+# hostnames: [name, hostname]
+# connect_with: public_ip
+# filters:
+#   online_only: true
+#   include:
+#     - cmdop_os == 'linux'
+#   exclude:
+#     - cmdop_name is match('tmp-')
+# compose:
+#   ansible_user: cmdop_username
+# keyed_groups:
+#   - key: cmdop_os
+#     prefix: os
+# groups:
+#   big: cmdop_cpu_count >= 16
+# cache: true
+# cache_plugin: ansible.builtin.jsonfile
+# cache_connection: ~/.cache/cmdop-inventory
+# cache_timeout: 600
 
----
-# api.cmdop.yml: the user's fleets straight from the API, with a token from a vault or the environment
-plugin: cmdop.fleet.cmdop
-fleets_from: api
-token: "{{ lookup('ansible.builtin.env', 'MY_CMDOP_TOKEN') }}"
-on_error: warn
+# --- api.cmdop.yml: the user's fleets straight from the API, with a token from a vault or the environment
+# plugin: cmdop.fleet.cmdop
+# fleets_from: api
+# token: "{{ lookup('ansible.builtin.env', 'MY_CMDOP_TOKEN') }}"
+# on_error: warn
 """
 
 

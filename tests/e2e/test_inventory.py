@@ -488,18 +488,23 @@ class Example(t.NamedTuple):
 
 
 def plugin_examples(ansible_cli: t.Callable) -> t.Tuple[dict, t.List[Example]]:
-    """The plugin's documentation and its EXAMPLES as ansible-doc gives them, one Example per YAML document."""
+    """The plugin's documentation and its EXAMPLES as ansible-doc gives them, one Example per inventory file.
+
+    EXAMPLES is one YAML document (ansible-test's yamllint wants that): the first file written out, each other one
+    commented out from its line "# --- <file>: ..." on. Uncommented, each must be a YAML document of its own.
+    """
     as_json = ansible_cli("ansible-doc", ["-t", "inventory", "--json", "cmdop.fleet.cmdop"])
     assert as_json.rc == 0, as_json.describe()
     doc = json.loads(as_json.stdout)["cmdop.fleet.cmdop"]
-    texts = re.split(r"^---$", doc["examples"], flags=re.MULTILINE)
-    parsed = list(yaml.load_all(doc["examples"], Loader=StrictLoader))  # noqa: S506  # a SafeLoader subclass
-    assert len(parsed) == len(texts), "each example is one YAML document, separated by a line ---"
+    assert len(list(yaml.load_all(doc["examples"], Loader=StrictLoader))) == 1, "EXAMPLES is one YAML document"  # noqa: S506
+    blocks = re.split(r"^# --- ", doc["examples"], flags=re.MULTILINE)
+    texts = [blocks[0]] + ["# " + "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines())
+                           for block in blocks[1:]]
     examples = []
-    for text, example in zip(texts, parsed):
+    for text in texts:
         name = re.search(r"^# (\S+\.cmdop\.yml):", text, flags=re.MULTILINE)
         assert name, "each example starts with a comment naming its file: %s" % text
-        examples.append(Example(name.group(1), text, example))
+        examples.append(Example(name.group(1), text, yaml.load(text, Loader=StrictLoader)))  # noqa: S506  # a SafeLoader subclass
     return doc, examples
 
 
