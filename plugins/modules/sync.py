@@ -234,7 +234,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     resolve_credential,
     token_file,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import ensure_folder, locked, read_text, real_path, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, ensure_folder, locked, read_text, real_path, write_atomically
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import DEFAULT_MAX_AGE, LAST_SYNCED_MAX_AGE, LAST_SYNCED_POLICIES, reconcile
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import validate_server_fleets
@@ -257,6 +257,15 @@ def fetch_fleets(module: AnsibleModule, result: dict) -> t.Optional[list]:
         result["token_refreshed"] = credential.refreshed
 
 
+def mask_file_secrets(module: AnsibleModule, path: str) -> None:
+    """Register the fleet file's API keys with no_log before any HTTP call: a server's error may echo one before the file
+    is read (again) under the lock. A file that cannot be read is reported then."""
+    try:
+        module.no_log_values.update(_fleet_file.secrets(_fleet_file.parse(read_text(real_path(path)), path)))
+    except (FileError, _fleet_file.FleetFileError):
+        pass
+
+
 def file_attributes(module: AnsibleModule, path: str, created: bool) -> dict:
     params = dict(module.params, mode=module.params["file_mode"])
     if created and params["mode"] is None:
@@ -268,6 +277,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     if module.params["last_synced_max_age"] < 0:
         module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
+    mask_file_secrets(module, path)
     fleets = fetch_fleets(module, result)
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)

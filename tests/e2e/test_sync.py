@@ -530,6 +530,16 @@ def test_a_hostile_server_cannot_echo_a_secret_into_the_message(emulator, target
     assert token["access_token"] not in result.stdout + result.stderr + json.dumps(result.data)
 
 
+def test_a_server_echoing_an_api_key_of_the_fleet_file_never_shows_it(emulator, targets, inventory, run_playbook, api):
+    """The fleet file's keys are masked before the first HTTP call (found by the reliability suite)."""
+    login(emulator, targets, "t1", ALICE)
+    write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "", "workspaces": [{"name": "home", "api_key": LOCAL_KEY, "server": ""}]}))
+    emulator.admin("POST", "faults", {"path": "/api/workspaces/workspaces/", "status": 400, "body": json.dumps({"detail": "key %s" % LOCAL_KEY})})
+    result = run_playbook(sync_play(api, hosts="t1"), inventory, verbosity=4)
+    assert result.rc != 0 and "answered 400" in result.task("sync", "t1")["msg"], result.describe()
+    assert LOCAL_KEY not in result.stdout + result.stderr + json.dumps(result.data)
+
+
 # ---- one API call for many hosts, redirects, action group, role ----------------
 
 
