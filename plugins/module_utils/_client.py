@@ -41,7 +41,6 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import (
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils import _token
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import (
-    OAUTH,
     CmdopError,
     Credential,
     ForbiddenError,
@@ -119,7 +118,7 @@ def _retry(retries: int, backoff_factor: float, methods: t.Iterable[str], status
     )
 
 
-def _transport_error(url: str, exc: Exception, timeout: float, credential: Credential) -> CmdopError:
+def _transport_error(url: str, exc: Exception, timeout: float, secrets: t.Iterable[str]) -> CmdopError:
     """A user's message for a request that got no answer. With retries, urllib3 wraps the cause in MaxRetryError.
 
     urllib3's NewConnectionError (no connection made: refused, no route, unknown host) is a subclass of its
@@ -132,12 +131,12 @@ def _transport_error(url: str, exc: Exception, timeout: float, credential: Crede
             cause = cause.__cause__ or cause.__context__
         if cause is not None:
             return CmdopError("%s: connection refused (and on every retry)" % url)
-        return CmdopError("cannot reach %s: %s" % (url, scrub(reason, credential.secrets)))
+        return CmdopError("cannot reach %s: %s" % (url, scrub(reason, secrets)))
     if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, Urllib3Timeout):
         return CmdopError("%s timed out after %s seconds (and on every retry)" % (url, timeout))
     if isinstance(exc, requests.exceptions.SSLError):
-        return CmdopError("TLS error talking to %s: %s (see validate_certs)" % (url, scrub(exc, credential.secrets)))
-    return CmdopError("cannot reach %s: %s" % (url, scrub(exc, credential.secrets)))
+        return CmdopError("TLS error talking to %s: %s (see validate_certs)" % (url, scrub(exc, secrets)))
+    return CmdopError("cannot reach %s: %s" % (url, scrub(exc, secrets)))
 
 
 def _is_loopback(host: str) -> bool:
@@ -333,7 +332,7 @@ class CmdopClient:
         try:
             return self.session.get(url, params=params, timeout=self.timeout, headers={"Authorization": "Bearer %s" % credential.secret})
         except requests.exceptions.RequestException as exc:
-            raise _transport_error(url, exc, self.timeout, credential) from None
+            raise _transport_error(url, exc, self.timeout, credential.secrets) from None
 
     def _decode(self, path: str, response: t.Any, credential: Credential) -> t.Any:
         status = response.status_code
@@ -373,11 +372,11 @@ class CmdopClient:
                 return  # another thread has refreshed it already
             if not credential.can_refresh or credential.store is None:
                 raise UnauthorizedError("the access token was refused and there is no refresh token")
-            token, refreshed_here = credential.store.refresh(stale_secret, lambda current: self._refresh_grant(current, credential))
+            token, refreshed_here = credential.store.refresh(stale_secret, self._refresh_grant)
             credential.use(token)
             credential.refreshed = credential.refreshed or refreshed_here
 
-    def _refresh_grant(self, token: dict, credential: Credential) -> t.Mapping[str, t.Any]:
+    def _refresh_grant(self, token: dict) -> t.Mapping[str, t.Any]:
         """POST the refresh grant to the token endpoint (requests-oauthlib); the new token as the server answered it."""
         if OAuth2Session is None:
             raise CmdopError("the requests-oauthlib Python library is required to refresh the token")
@@ -394,7 +393,7 @@ class CmdopClient:
             reason = "%s: %s" % (exc.error, exc.description) if getattr(exc, "description", None) else exc.error
             raise UnauthorizedError("the server refused to refresh the token (%s)" % scrub(reason, secrets)) from None
         except requests.exceptions.RequestException as exc:
-            raise _transport_error(url, exc, self.timeout, Credential("", OAUTH, token=token)) from None
+            raise _transport_error(url, exc, self.timeout, secrets) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ResponseError("the token endpoint answered something that is not a token (%s)" % type(exc).__name__) from None
         finally:
