@@ -23,3 +23,45 @@ def _collections_root() -> str:
 COLLECTIONS_ROOT = _collections_root()
 if COLLECTIONS_ROOT not in sys.path:
     sys.path.insert(0, COLLECTIONS_ROOT)
+
+
+# ---- the reliability table (docs/reliability.md) ---------------------------------------------------------------
+# A test marked ``@pytest.mark.case(area, tried, holds)`` (or a parameter with ``marks=pytest.mark.case(...)``) is one
+# case of the reliability suite. Each case's outcome is written, in collection order, to the JSON file that
+# CMDOP_RELIABILITY_RESULTS names (when set); scripts/reliability_table.py turns it into docs/reliability.md.
+
+_CASES: dict = {}  # test node id -> its case
+
+
+def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+    config.addinivalue_line("markers", "case(area, tried, holds): a case of the reliability suite, listed in docs/reliability.md")
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
+    _CASES.clear()
+    for item in items:
+        marker = item.get_closest_marker("case")
+        if marker is not None:
+            area, tried, holds = marker.args
+            _CASES[item.nodeid] = {"area": area, "tried": tried, "holds": holds, "test": item.nodeid, "outcome": "not run"}
+
+
+def pytest_runtest_logreport(report) -> None:  # type: ignore[no-untyped-def]
+    case = _CASES.get(report.nodeid)
+    if case is not None:
+        if report.failed:
+            case["outcome"] = "BROKEN"
+        elif report.when == "call" and report.passed and case["outcome"] == "not run":
+            case["outcome"] = "held"
+        elif report.skipped:
+            case["outcome"] = "not run"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    import json  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+
+    target = os.environ.get("CMDOP_RELIABILITY_RESULTS")
+    if target and _CASES:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(json.dumps(list(_CASES.values()), indent=1) + "\n", encoding="utf-8")

@@ -53,7 +53,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._api import (
 try:
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.exceptions import NewConnectionError, TimeoutError as Urllib3Timeout
+    from urllib3.exceptions import InvalidHeader, NewConnectionError, TimeoutError as Urllib3Timeout
     from urllib3.util.retry import Retry
 except ImportError:
     requests = None
@@ -61,6 +61,7 @@ except ImportError:
     Retry = object
     Urllib3Timeout = OSError
     NewConnectionError = OSError
+    InvalidHeader = ValueError
     REQUESTS_IMPORT_ERROR: t.Optional[str] = traceback.format_exc()
 else:
     REQUESTS_IMPORT_ERROR = None
@@ -88,7 +89,8 @@ DEFAULT_PAGE_SIZE = 200
 MAX_PAGES = 10000
 MAX_FLEET_PAGES = 1000
 MACHINE_ORDERING = "created_at,id"  # oldest first: a machine added while the pages are read lands after them
-MAX_RETRY_AFTER = 60.0
+MAX_RETRY_AFTER = 60.0  # seconds: one Retry-After is honoured up to this
+RETRY_AFTER_BUDGET = 60.0  # seconds: all the Retry-After waits of one request together, however many retries
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 # A refresh is retried only where the server cannot have used (and so rotated) the refresh token: a gateway's
 # 502 or 504 may come after the origin rotated it, so only 429 and 503 (refused before any work) are retried.
@@ -97,10 +99,40 @@ USER_AGENT = "cmdop.fleet (Ansible collection)"
 
 
 class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
-    """urllib3's Retry, with ``Retry-After`` capped so a server cannot stall a run for hours."""
+    """urllib3's Retry, bounded so that a server cannot stall a run for hours: one ``Retry-After`` is honoured up to
+    MAX_RETRY_AFTER seconds and all of one request's together up to RETRY_AFTER_BUDGET (later ones back off as usual).
+    A ``Retry-After`` that is neither seconds nor an HTTP date, or one past the budget, is ignored: the back-off is
+    used, as with none.
+
+    urllib3 makes a new Retry for each attempt (``new``) and sleeps on it, so the time waited is carried along.
+    """
+
+    retry_after_waited = 0.0
+
+    def new(self, **kw: t.Any) -> t.Any:
+        retry = super().new(**kw)
+        retry.retry_after_waited = self.retry_after_waited
+        return retry
 
     def parse_retry_after(self, retry_after: str) -> float:
         return min(float(super().parse_retry_after(retry_after)), MAX_RETRY_AFTER)
+
+    def get_retry_after(self, response: t.Any) -> t.Optional[float]:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
+
+    def sleep_for_retry(self, response: t.Any = None) -> bool:
+        retry_after = self.get_retry_after(response)
+        if not retry_after:
+            return False
+        wait = min(retry_after, RETRY_AFTER_BUDGET - self.retry_after_waited)
+        if wait <= 0:
+            return False  # the budget is spent: the back-off, as for an answer without Retry-After
+        self.retry_after_waited += wait
+        time.sleep(wait)
+        return True
 
 
 def _retry(retries: int, backoff_factor: float, methods: t.Iterable[str], statuses: t.Iterable[int], read: bool = True) -> t.Any:
@@ -134,6 +166,8 @@ def _transport_error(url: str, exc: Exception, timeout: float, secrets: t.Iterab
         return CmdopError("cannot reach %s: %s" % (url, scrub(reason, secrets)))
     if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, Urllib3Timeout):
         return CmdopError("%s timed out after %s seconds (and on every retry)" % (url, timeout))
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return CmdopError("the connection to %s broke while its answer was read: %s" % (url, scrub(exc, secrets)))
     if isinstance(exc, requests.exceptions.SSLError):
         return CmdopError("TLS error talking to %s: %s (see validate_certs)" % (url, scrub(exc, secrets)))
     return CmdopError("cannot reach %s: %s" % (url, scrub(exc, secrets)))
@@ -291,14 +325,24 @@ class CmdopClient:
 
     def _machines(self, credential: Credential, page_size: int, max_workers: t.Optional[int]) -> t.List[dict]:
         first = self._machines_page(credential, 1, page_size)
-        pages = first["pages"]
+        pages, count, size = first["pages"], first["count"], first.get("page_size", page_size)
         if pages > MAX_PAGES:
             raise ResponseError("the server's machine list claims %d pages, more than the %d this client reads" % (pages, MAX_PAGES))
+        if pages != max(1, -(-count // size)) and not (count == 0 and pages == 0):
+            raise ResponseError("the server's machine list claims %d pages for %d machines in pages of %d; not read" % (pages, count, size))
         results = list(first["results"])
         if pages > 1:
-            with ThreadPoolExecutor(max_workers=max(1, min(max_workers or self.max_workers, pages - 1))) as pool:
-                for page in pool.map(lambda number: self._machines_page(credential, number, page_size), range(2, pages + 1)):
-                    results.extend(page["results"])
+            workers = max(1, min(max_workers or self.max_workers, pages - 1))
+            numbers = list(range(2, pages + 1))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                # A few pages per worker at a time: a listing that goes wrong stops there, not after every page is asked for.
+                for start in range(0, len(numbers), workers * 4):
+                    for number, page in zip(numbers[start:start + workers * 4],
+                                            pool.map(lambda number: self._machines_page(credential, number, page_size),
+                                                     numbers[start:start + workers * 4])):
+                        if number < pages and len(page["results"]) < size:
+                            raise _CountMismatch(count, len(results) + len(page["results"]))  # a page short of the last
+                        results.extend(page["results"])
         machines = list({machine["id"]: machine for machine in results}.values())
         if len(machines) < first["count"]:
             # A machine removed while the pages were read shifts the later pages back: one was skipped.
@@ -308,10 +352,16 @@ class CmdopClient:
 
     def _machines_page(self, credential: Credential, number: int, page_size: int) -> dict:
         page = self.get_json(MACHINES_PATH, credential, params={"page": number, "page_size": page_size, "ordering": MACHINE_ORDERING})
+        what = "the server's machine list (page %d)" % number
         try:
-            validate(page, MACHINES_PAGE, "the server's machine list (page %d)" % number)
+            validate(page, MACHINES_PAGE, what)
         except SchemaError as exc:
             raise ResponseError(str(exc)) from None
+        if page["page"] != number:
+            raise ResponseError("%s is not valid: the server answered page %d when asked for page %d" % (what, page["page"], number))
+        size = page.get("page_size", page_size)
+        if len(page["results"]) > size:
+            raise ResponseError("%s is not valid: it holds %d machines, more than its page size of %d" % (what, len(page["results"]), size))
         return page
 
     # ---- transport ---------------------------------------------------------
@@ -330,19 +380,26 @@ class CmdopClient:
     def _get(self, path: str, credential: Credential, params: t.Optional[dict]) -> t.Any:
         url = self.api_url + path
         try:
-            return self.session.get(url, params=params, timeout=self.timeout, headers={"Authorization": "Bearer %s" % credential.secret})
+            return self.session.get(url, params=params, timeout=self.timeout, allow_redirects=False,
+                                    headers={"Authorization": "Bearer %s" % credential.secret})
         except requests.exceptions.RequestException as exc:
             raise _transport_error(url, exc, self.timeout, credential.secrets) from None
 
     def _decode(self, path: str, response: t.Any, credential: Credential) -> t.Any:
         status = response.status_code
+        where = "%s%s" % (self.api_url, path)
         if 200 <= status < 300:
             try:
                 return response.json()
             except ValueError:
-                raise ResponseError("%s%s answered %d with a body that is not JSON" % (self.api_url, path, status)) from None
+                raise ResponseError("%s answered %d with a body that is not JSON" % (where, status)) from None
+            except RecursionError:
+                raise ResponseError("%s answered %d with JSON nested too deeply to read" % (where, status)) from None
+        if 300 <= status < 400:
+            location = scrub(response.headers.get("Location", ""), credential.secrets, limit=200)
+            raise CmdopError("%s answered %d, a redirect%s; redirects are not followed (the token would go along): "
+                             "set api_url to the address the API answers on" % (where, status, " to %s" % location if location else ""))
         detail = self._detail(response, credential)
-        where = "%s%s" % (self.api_url, path)
         if status == 401:
             raise UnauthorizedError("%s answered 401 Unauthorized%s" % (where, detail))
         if status == 403:
@@ -357,7 +414,7 @@ class CmdopClient:
     def _detail(response: t.Any, credential: Credential) -> str:
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return ""
         detail = error_detail(body)
         return ": %s" % scrub(detail, credential.secrets) if detail else ""
@@ -394,7 +451,7 @@ class CmdopClient:
             raise UnauthorizedError("the server refused to refresh the token (%s)" % scrub(reason, secrets)) from None
         except requests.exceptions.RequestException as exc:
             raise _transport_error(url, exc, self.timeout, secrets) from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ResponseError("the token endpoint answered something that is not a token (%s)" % type(exc).__name__) from None
         finally:
             session.close()
@@ -406,7 +463,7 @@ class CmdopClient:
         if status >= 500 or status == 429:
             try:
                 detail = error_detail(response.json())
-            except ValueError:
+            except (ValueError, RecursionError):
                 detail = ""
             raise CmdopError("%s answered %d while refreshing the token%s, after retrying; the token was kept, try again later"
                              % (url, status, " (%s)" % scrub(detail, secrets) if detail else ""))

@@ -31,19 +31,44 @@ class FileError(OSError):
     """An I/O failure, with a message fit for a user."""
 
 
-def read_text(path: str) -> t.Optional[str]:
-    """The file's text, or None when it does not exist."""
+class FileChangedError(FileError):
+    """The file is no longer the one that was read: another writer replaced or changed it."""
+
+
+Identity = t.Optional[t.Tuple[int, int, int, int]]  # device, inode, size, mtime (ns) of a file; None: no file
+
+
+def _identity(status: os.stat_result) -> Identity:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def identity(path: str) -> Identity:
+    """What tells this file apart from the one it was: a writer that replaces it (by rename) or rewrites it changes it."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        return _identity(os.stat(path))
     except FileNotFoundError:
         return None
+
+
+def read_snapshot(path: str) -> t.Tuple[t.Optional[str], Identity]:
+    """The file's text (None when it does not exist) and the identity of the very file read."""
+    try:
+        with open(path, "rb") as handle:
+            seen = _identity(os.fstat(handle.fileno()))
+            data = handle.read()
+    except FileNotFoundError:
+        return None, None
     except OSError as exc:
         raise FileError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), seen
     except UnicodeDecodeError as exc:
         raise FileError("%s is not UTF-8 text (byte %d)" % (path, exc.start)) from exc
+
+
+def read_text(path: str) -> t.Optional[str]:
+    """The file's text, or None when it does not exist."""
+    return read_snapshot(path)[0]
 
 
 def ensure_folder(path: str, mode: int = 0o700) -> t.Optional[str]:
@@ -138,8 +163,16 @@ def locked(path: str, timeout: float, create: bool = True) -> t.Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: t.Optional[int] = 0o600) -> None:
+_ANY_FILE = object()
+
+
+def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: t.Optional[int] = 0o600, replaces: t.Any = _ANY_FILE) -> None:
     """Replace ``path`` with ``data`` in one step; on any failure the old file stays as it was.
+
+    ``replaces``, an ``Identity`` (None: no file) or omitted, is the file the data was made from: when ``path`` is no
+    longer that file at the last moment before the move (a writer that does not take this collection's lock, such as
+    ``cmdop login``, replaced it meanwhile), nothing is written and FileChangedError is raised, so the caller can read
+    it again rather than overwrite the other writer's change.
 
     ``mode``, when given, is the file's mode afterwards: ``AnsibleModule.atomic_move``
     gives the new file the old one's mode (or the umask's, for a new file), so the
@@ -162,6 +195,8 @@ def write_atomically(path: str, data: bytes, move: Move = os.replace, mode: t.Op
                 os.fsync(handle.fileno())
         except OSError as exc:
             raise FileError("cannot write %s: %s; the file was left as it was" % (path, exc.strerror or exc)) from exc
+        if replaces is not _ANY_FILE and identity(path) != replaces:
+            raise FileChangedError("%s was changed by another writer while this run updated it" % path)
         try:
             if mode is not None and os.path.isfile(path) and stat.S_IMODE(os.stat(path).st_mode) & ~mode:
                 os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & mode)  # the move copies this mode: never wider than asked

@@ -14,6 +14,7 @@ import copy
 import json
 import typing as t
 
+from ansible_collections.cmdop.fleet.plugins.module_utils._json import JsonTextError, load
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import FLEET_FILE, SchemaError, validate
 
 REDACTED = "********"
@@ -36,12 +37,9 @@ def parse(text: t.Optional[str], path: str) -> dict:
     if not text.strip():
         raise FleetFileError("%s is empty; restore it or remove it to start afresh" % path)
     try:
-        document = json.loads(text)
-    except ValueError as exc:
-        # The position, never the text around it: it may hold an API key.
-        lineno = getattr(exc, "lineno", "?")
-        colno = getattr(exc, "colno", "?")
-        raise FleetFileError("%s is not valid JSON (line %s, column %s); fix or remove it" % (path, lineno, colno)) from None
+        document = load(text, path)
+    except JsonTextError as exc:
+        raise FleetFileError("%s; fix or remove it" % exc) from None
     try:
         validate(document, FLEET_FILE, path)
     except SchemaError as exc:

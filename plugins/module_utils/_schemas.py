@@ -35,9 +35,11 @@ def import_error() -> t.Optional[str]:
 
 _SHORT_TEXT = {"type": "string", "maxLength": 1024}
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 1024}
-# Server ids are UUIDs; accept any short id of safe characters, nothing else.
-# ((?![\s\S]) and not $: Python's $ also matches before a final newline.)
+# Server ids are UUIDs. A fleet id must be one: a sync marks every known fleet missing from the list inactive, so a
+# list whose ids are not fleet ids must fail, not deactivate them all. A machine id only names a host: any short id
+# of safe characters. ((?![\s\S]) and not $: Python's $ also matches before a final newline.)
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}(?![\\s\\S])"}
+_FLEET_ID = {"type": "string", "description": "a fleet id (a UUID)", "pattern": "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![\\s\\S])"}
 
 FLEET_FILE = {
     "$schema": "http://json-schema.org/draft-07/schema#",
@@ -73,7 +75,7 @@ SERVER_FLEETS = {
         "type": "object",
         "required": ["id", "name"],
         "properties": {
-            "id": _ID,
+            "id": _FLEET_ID,
             "name": _SHORT_TEXT,
             "slug": _OPTIONAL_TEXT,
             "type": _OPTIONAL_TEXT,
@@ -90,7 +92,7 @@ MACHINE = {
     "required": ["id", "workspace"],
     "properties": {
         "id": _ID,
-        "workspace": _ID,
+        "workspace": _FLEET_ID,
         "workspace_name": _OPTIONAL_TEXT,
         "name": _OPTIONAL_TEXT,
         "hostname": _OPTIONAL_TEXT,
@@ -149,6 +151,8 @@ def _rule(error: t.Any) -> str:
     if validator == "required":
         missing = [name for name in error.validator_value if isinstance(error.instance, dict) and name not in error.instance]
         return "lacks required key %s" % ", ".join(repr(name) for name in missing)
+    if validator == "pattern" and error.schema.get("description"):
+        return "is not %s" % error.schema["description"]
     if validator in ("maxLength", "minLength", "maxItems", "minItems", "minimum", "maximum"):
         return "breaks %s %s" % (validator, error.validator_value)
     return "does not match the expected %s" % validator

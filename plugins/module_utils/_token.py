@@ -27,6 +27,7 @@ import typing as t
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _timestamps
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import Move, locked, read_text, real_path, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils._json import JsonTextError, load
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import TOKEN_FILE, SchemaError, validate
 
 # A token this close to its end counts as expired: it could lapse in flight.
@@ -44,9 +45,9 @@ class TokenFileError(ValueError):
 def parse(text: str, path: str) -> dict:
     """The token in a token file's text, checked. The message of an error holds none of the text."""
     try:
-        token = json.loads(text)
-    except ValueError:
-        raise TokenFileError("token file %s is not valid JSON; log in again (cmdop login)" % path) from None
+        token = load(text, "token file %s" % path)
+    except JsonTextError as exc:
+        raise TokenFileError("%s; log in again (cmdop login)" % exc) from None
     try:
         validate(token, TOKEN_FILE, "token file %s" % path)
     except SchemaError as exc:

@@ -234,10 +234,22 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     resolve_credential,
     token_file,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, ensure_folder, locked, read_text, real_path, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
+    FileChangedError,
+    FileError,
+    ensure_folder,
+    locked,
+    read_snapshot,
+    read_text,
+    real_path,
+    write_atomically,
+)
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import DEFAULT_MAX_AGE, LAST_SYNCED_MAX_AGE, LAST_SYNCED_POLICIES, reconcile
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import validate_server_fleets
+
+
+REREADS = 10  # how many times a file another writer keeps replacing is read again before the run gives up
 
 
 def utc_now() -> str:
@@ -293,17 +305,26 @@ def sync(module: AnsibleModule, result: dict) -> None:
     can_lock = os.path.isdir(os.path.dirname(target))
     lock_timeout = module.params["lock_timeout"]
     with locked(target, lock_timeout, create=not check_mode) if can_lock else contextlib.nullcontext():
-        before_text = read_text(target)
-        document = _fleet_file.parse(before_text, path)
-        module.no_log_values.update(_fleet_file.secrets(document))
-        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
-        after_text = _fleet_file.serialize(outcome.document)
-        changed = outcome.changed or before_text is None
-        if changed and not check_mode:
+        for _attempt in range(REREADS):
+            before_text, seen = read_snapshot(target)
+            document = _fleet_file.parse(before_text, path)
+            module.no_log_values.update(_fleet_file.secrets(document))
+            outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
+            changed = outcome.changed or before_text is None
+            if not changed or check_mode:
+                break
             if module.params["backup"] and before_text is not None:
                 result["backup_file"] = module.backup_local(target)
             new_mode = 0o600 if before_text is None and module.params["file_mode"] is None else None
-            write_atomically(target, after_text.encode("utf-8"), move=move(module), mode=new_mode)
+            try:
+                # Our lock keeps this collection's runs apart; a writer that does not know it (cmdop login) may still
+                # replace the file meanwhile: then its change is read and reconciled again, never overwritten.
+                write_atomically(target, _fleet_file.serialize(outcome.document).encode("utf-8"), move=move(module), mode=new_mode, replaces=seen)
+                break
+            except FileChangedError:
+                continue
+        else:
+            raise FileError("%s was replaced by another writer each of the %d times this run read it; nothing was written" % (path, REREADS))
         if os.path.exists(target):  # in check mode this only predicts
             changed = module.set_fs_attributes_if_different(file_attributes(module, target, before_text is None), changed)
 

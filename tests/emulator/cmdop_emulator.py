@@ -36,6 +36,8 @@ public API request takes the first queued fault whose ``path`` is a prefix of th
   (status alone: ``{"detail": "Injected fault (HTTP N)."}``; body alone: status 200). ``headers``
   without a status or body are added to the real answer.
 - ``delay`` (seconds): wait before answering.
+- ``cut_after`` (bytes): the answer (the fault's or the real one) is sent with the headers of its whole
+  body, then only its first ``cut_after`` bytes, and the connection is reset (a connection lost mid-body).
 - ``add_machine`` (a machine object as ``POST /_admin/machines`` takes; checked and given an ``id``
   when queued) and ``delete_machine`` (a machine id): change the fleet when the fault is taken,
   before that request is answered; with no status or body the request then gets its real answer,
@@ -60,6 +62,7 @@ import re
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -166,6 +169,7 @@ class Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    cut_after: int | None = None  # send only this many bytes of the body, then reset the connection
 
 
 def json_response(status: int, payload: t.Any, headers: dict[str, str] | None = None) -> Response:
@@ -275,10 +279,11 @@ class Fault:  # pylint: disable=too-many-instance-attributes
     delay: float = 0.0
     add_machine: Json | None = None
     delete_machine: str | None = None
+    cut_after: int | None = None
 
     FIELDS: t.ClassVar[tuple[str, ...]] = (
         "path", "count", "skip", "status", "body", "content_type", "headers", "retry_after", "delay",
-        "add_machine", "delete_machine",
+        "add_machine", "delete_machine", "cut_after",
     )
 
     @classmethod
@@ -299,6 +304,7 @@ class Fault:  # pylint: disable=too-many-instance-attributes
             delay=float(optional(data, "delay", (int, float), 0.0)),
             add_machine=optional(data, "add_machine", dict),
             delete_machine=optional(data, "delete_machine", str),
+            cut_after=optional(data, "cut_after", int),
         )
         fault.check()
         if fault.status == 429 and fault.retry_after is None and not any(
@@ -316,13 +322,14 @@ class Fault:  # pylint: disable=too-many-instance-attributes
             (self.status is not None and not 100 <= self.status <= 599, "'status' must be an HTTP status (100-599)."),
             (self.delay < 0, "'delay' must be >= 0."),
             (self.retry_after is not None and self.retry_after < 0, "'retry_after' must be >= 0."),
+            (self.cut_after is not None and self.cut_after < 0, "'cut_after' must be >= 0."),
             (self.content_type is not None and (self.body is None or not self.content_type.strip()
                                                 or "\r" in self.content_type or "\n" in self.content_type),
              "'content_type' is the media type of 'body': give a 'body' and a one-line 'content_type'."),
             (self.churns and self.count != 1,
              "'add_machine' and 'delete_machine' change the fleet once: use count 1 (one fault per change)."),
-            (not (self.responds or self.delay > 0 or self.headers or self.churns),
-             "A fault needs a status, a body, a delay, headers, add_machine or delete_machine."),
+            (not (self.responds or self.delay > 0 or self.headers or self.churns or self.cut_after is not None),
+             "A fault needs a status, a body, a delay, headers, cut_after, add_machine or delete_machine."),
         ]
         for failed, detail in problems:
             if failed:
@@ -349,7 +356,8 @@ class Fault:  # pylint: disable=too-many-instance-attributes
         return response
 
     def add_headers(self, response: Response) -> None:
-        """Set ``Retry-After`` (from ``retry_after``) and ``headers`` on a response; ``headers`` win."""
+        """Set ``Retry-After`` (from ``retry_after``) and ``headers`` on a response (``headers`` win), and ``cut_after``."""
+        response.cut_after = self.cut_after
         if self.retry_after is not None:
             set_headers(response, {"Retry-After": str(self.retry_after)})
         set_headers(response, self.headers)
@@ -1460,7 +1468,15 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if response.cut_after is None:
+            self.wfile.write(response.body)
+            return
+        self.wfile.write(response.body[:response.cut_after])
+        self.wfile.flush()
+        # SO_LINGER 0: closing sends a reset, not an orderly end.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

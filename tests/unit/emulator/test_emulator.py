@@ -545,7 +545,7 @@ def test_fault_html_body_and_headers(emu: Emu) -> None:
     ({"path": "/api/", "stauts": 500}, "Unknown fault field(s): stauts"),
     ({"path": "/api/", "status": "500"}, "'status' (expected an integer)"),
     ({"path": "/api/", "status": True}, "'status' (expected an integer)"),
-    ({"path": "/api/"}, "A fault needs a status, a body, a delay, headers, add_machine or delete_machine."),
+    ({"path": "/api/"}, "A fault needs a status, a body, a delay, headers, cut_after, add_machine or delete_machine."),
     ({"path": "api/", "status": 500}, "'path' must start with '/'"),
     ({"path": "/_admin/state", "status": 500}, "the admin API is never faulted"),
     ({"status": 99}, "'status' must be an HTTP status"),

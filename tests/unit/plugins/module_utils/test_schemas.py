@@ -11,7 +11,7 @@ import copy
 
 import pytest
 
-from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import SchemaError, validate_server_fleets
+from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import MACHINES_PAGE, SchemaError, validate, validate_server_fleets
 
 WHAT = "the fleets option"
 
@@ -43,7 +43,7 @@ def test_contract_shape_with_extra_fields_is_accepted():
     fleets = [
         _contract_fleet(owner={"email": "a@example.com"}, features=["shell"], is_default=True),
         _contract_fleet("2b7e6a4c-1d1f-4c51-9b55-2f0a8a2b9c10", "Personal", slug=None, type="personal", plan="free", member_count=None),
-        {"id": "c0ffee", "name": ""},
+        {"id": "C0FFEE00-0000-4000-8000-00000000C0DE", "name": ""},
     ]
     snapshot = copy.deepcopy(fleets)
     assert validate_server_fleets(fleets) == snapshot
@@ -115,9 +115,19 @@ def test_bad_id_is_rejected_without_showing_it(bad_id):
     assert "12345678" not in message
 
 
-def test_128_character_id_is_accepted_and_129_rejected():
-    validate_server_fleets([_contract_fleet(fleet_id="a" * 128)])
-    assert "[0].id" in _message([_contract_fleet(fleet_id="a" * 129)])
+@pytest.mark.parametrize("fleet_id", ["a" * 32, "team-a", "6bf6a91b-8ab8-46b1-8c48-3eda706c288", "6bf6a91b-8ab8-46b1-8c48-3eda706c2881\n",
+                                      "{6bf6a91b-8ab8-46b1-8c48-3eda706c2881}", "6bf6a91b8ab846b18c483eda706c2881"])
+def test_a_fleet_id_that_is_not_a_uuid_is_rejected(fleet_id):
+    """A list whose ids are not fleet ids would deactivate every known fleet and add junk: it fails instead."""
+    assert "[0].id is not a fleet id (a UUID)" in _message([_contract_fleet(fleet_id=fleet_id)])
+
+
+def test_a_machine_id_of_128_characters_is_accepted_and_129_rejected():
+    machine = {"id": "a" * 128, "workspace": "6bf6a91b-8ab8-46b1-8c48-3eda706c2881"}
+    page = {"count": 1, "page": 1, "pages": 1, "results": [machine]}
+    validate(page, MACHINES_PAGE, "page")
+    with pytest.raises(SchemaError, match=r"results\[0\]\.id does not match"):
+        validate(dict(page, results=[dict(machine, id="a" * 129)]), MACHINES_PAGE, "page")
 
 
 def test_name_of_5000_characters_is_rejected():
