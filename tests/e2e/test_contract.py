@@ -230,6 +230,8 @@ def test_a_machine_page_of_the_wrong_shape_is_refused(emulator, targets, invento
 
 # Addresses that keep every packet on this machine even if the check were broken: a name that never
 # resolves (.invalid, RFC 6761) and the unspecified address, which is not loopback yet connects locally.
+@pytest.mark.case("Secrets", "plain HTTP (or a non-HTTP scheme) to a host that is not loopback: http://cmdop.invalid, http://0.0.0.0:9, ftp://",
+                  "the sync fails before any credential is sent: only HTTPS carries one, plain HTTP only to loopback")
 @pytest.mark.parametrize("url", ["http://cmdop.invalid", "http://0.0.0.0:9", "ftp://127.0.0.1"])
 def test_plain_http_is_refused_for_any_host_but_loopback(emulator, targets, inventory, run_playbook, url):
     login(emulator, targets, "t1", ALICE)
