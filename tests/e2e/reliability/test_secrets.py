@@ -296,7 +296,7 @@ def test_the_inventory_never_shows_a_secret(case: InventoryRun, emulator, run_in
             if fleets_from == "api":
                 options["fleets_from"] = "api"
             config.write_text(yaml.safe_dump(options), encoding="utf-8")
-            for round_ in ("miss", "hit"):
+            for round_ in (("miss",) if case.fails else ("miss", "hit")):  # a failure is never cached
                 listed = run_inventory(["-i", str(config), "--list", "-vvvv"], env=env)
                 graph = run_inventory(["-i", str(config), "--graph", "-vvvv"], env=env)
                 evidence.add("%s-%s-%s" % (fleets_from, on_error, round_), listed, graph)
