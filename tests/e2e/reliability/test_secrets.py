@@ -167,11 +167,13 @@ class ModuleRun:
 MODULE_RUNS = [
     ModuleRun("vvvv-diff", "sync (backup: true) and fleet_info (machines: true) on two hosts at -vvvv --diff, ANSIBLE_LOG_PATH and "
               "ANSIBLE_KEEP_REMOTE_FILES set", diff=True),
-    ModuleRun("check", "the same at -vvvv --check --diff", check=True, diff=True),
-    ModuleRun("refresh", "the same with expired access tokens: a refresh, a rotated pair saved", diff=True, expired=True),
-    ModuleRun("echo-401", "every API answer a 401 whose body echoes the bearer token and API keys, then the refresh refused with a body echoing the refresh token",
+    ModuleRun("check", "sync and fleet_info at -vvvv --check --diff", check=True, diff=True),
+    ModuleRun("refresh", "sync and fleet_info at -vvvv --diff with expired access tokens: a refresh, a rotated pair saved", diff=True,
+              expired=True),
+    ModuleRun("echo-401", "sync and fleet_info: every API answer a 401 whose body echoes the bearer token and API keys, then the refresh "
+              "refused with a body echoing the refresh token",
               diff=True, faults=echo_faults(401, "t1"), fails=True, hosts=("t1",)),
-    ModuleRun("echo-500", "every API answer a 500 whose body echoes the bearer token and API keys",
+    ModuleRun("echo-500", "sync and fleet_info: every API answer a 500 whose body echoes the bearer token and API keys",
               diff=True, faults=echo_faults(500, "t1"), fails=True, hosts=("t1",)),
 ]
 MODULE_HOLDS = ("no token or API key in stdout, stderr, the log, the backup (the fleet file as it was, mode 0600), ~/.cmdop, "
@@ -247,11 +249,15 @@ class InventoryRun:
 INVENTORY_RUNS = [
     InventoryRun("api", "ansible-inventory --list and --graph at -vvvv, fleets_from: api, cache on (jsonfile), ANSIBLE_LOG_PATH, twice "
                  "(a miss, then a hit)", "api"),
-    InventoryRun("file", "the same with the default fleets_from: file, API keys in the fleet file", "file"),
-    InventoryRun("refresh", "the same, fleets_from: file, with an expired access token: a refresh, a rotated pair saved", "file", expired=True),
-    InventoryRun("echo-401", "every API answer a 401 echoing the bearer token and API keys, the refresh refused echoing the refresh token; fleets_from: api and file, on_error fail and warn",
+    InventoryRun("file", "ansible-inventory --list and --graph at -vvvv, cache on, ANSIBLE_LOG_PATH, the default fleets_from: file with "
+                 "API keys in the fleet file", "file"),
+    InventoryRun("refresh", "ansible-inventory as above, fleets_from: file, with an expired access token: a refresh, a rotated pair saved",
+                 "file", expired=True),
+    InventoryRun("echo-401", "ansible-inventory: every API answer a 401 echoing the bearer token and API keys, the refresh refused echoing "
+                 "the refresh token; fleets_from: api and file, on_error fail and warn",
                  "both", faults=echo_faults(401, "controller"), fails=True),
-    InventoryRun("echo-500", "every API answer a 500 echoing the bearer token and API keys; fleets_from: api and file, on_error fail and warn",
+    InventoryRun("echo-500", "ansible-inventory: every API answer a 500 echoing the bearer token and API keys; fleets_from: api and file, "
+                 "on_error fail and warn",
                  "both", faults=echo_faults(500, "controller"), fails=True),
 ]
 INVENTORY_HOLDS = ("no token or API key in stdout, stderr, the log, the cache folder (names and content) or ANSIBLE_LOCAL_TEMP; "
