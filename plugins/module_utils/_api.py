@@ -56,6 +56,7 @@ class Credential:
         self.store = store
         self.token = token
         self.refreshed = False
+        self.hidden: t.List[str] = []  # other secrets no message may show (a fleet file's API keys)
         self.lock = threading.Lock()  # one refresh at a time
         self._swap = threading.Lock()  # the secret and its token change together
 
@@ -73,7 +74,8 @@ class Credential:
 
     @property
     def secrets(self) -> t.List[str]:
-        return _token.secrets(self.token) if self.token else [self.secret]
+        """What no message may show: the credential's own secrets, and ``hidden``."""
+        return (_token.secrets(self.token) if self.token else [self.secret]) + self.hidden
 
     def use(self, token: dict) -> None:
         with self._swap:

@@ -429,15 +429,16 @@ class CmdopClient:
                 return  # another thread has refreshed it already
             if not credential.can_refresh or credential.store is None:
                 raise UnauthorizedError("the access token was refused and there is no refresh token")
-            token, refreshed_here = credential.store.refresh(stale_secret, self._refresh_grant)
+            token, refreshed_here = credential.store.refresh(stale_secret, lambda token: self._refresh_grant(token, credential.hidden))
             credential.use(token)
             credential.refreshed = credential.refreshed or refreshed_here
 
-    def _refresh_grant(self, token: dict) -> t.Mapping[str, t.Any]:
-        """POST the refresh grant to the token endpoint (requests-oauthlib); the new token as the server answered it."""
+    def _refresh_grant(self, token: dict, hidden: t.Sequence[str] = ()) -> t.Mapping[str, t.Any]:
+        """POST the refresh grant to the token endpoint (requests-oauthlib); the new token as the server answered it.
+        ``hidden``: more secrets its messages may not show."""
         if OAuth2Session is None:
             raise CmdopError("the requests-oauthlib Python library is required to refresh the token")
-        secrets = _token.secrets(token)
+        secrets = _token.secrets(token) + list(hidden)
         url = self.api_url + TOKEN_PATH
         session = self._session(_retry(self.retries, self.backoff_factor, ["POST"], REFRESH_RETRY_STATUSES, read=False),
                                 session=OAuth2Session(token={key: value for key, value in token.items() if key != "expires_at"}))

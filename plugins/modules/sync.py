@@ -256,26 +256,30 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fetch_fleets(module: AnsibleModule, result: dict) -> t.Optional[list]:
-    """The server's fleets, from O(fleets) or the API; None when the host has no OAuth credential."""
+def fetch_fleets(module: AnsibleModule, result: dict, hidden: t.List[str]) -> t.Optional[list]:
+    """The server's fleets, from O(fleets) or the API; None when the host has no OAuth credential.
+    ``hidden``: more secrets no message from the server may show (the fleet file's API keys)."""
     if module.params["fleets"] is not None:
         return validate_server_fleets(module.params["fleets"], "the fleets option")
     credential = resolve_credential(module)
     if credential is None:
         return None
+    credential.hidden = hidden
     try:
         return make_client(module).list_fleets(credential)
     finally:
         result["token_refreshed"] = credential.refreshed
 
 
-def mask_file_secrets(module: AnsibleModule, path: str) -> None:
-    """Register the fleet file's API keys with no_log before any HTTP call: a server's error may echo one before the file
-    is read (again) under the lock. A file that cannot be read is reported then."""
+def file_secrets(path: str) -> t.List[str]:
+    """The fleet file's API keys, read before any HTTP call: a server's error may echo one, and the client scrubs every
+    text from the server of them. (They are not handed to Ansible's no_log masking: its cost grows with the number of
+    secrets times the size of the result, hours for a file of 100,000 fleets; the module's own output never holds a key:
+    ``fleets`` and the diff are redacted.) A file that cannot be read is reported later, under the lock."""
     try:
-        module.no_log_values.update(_fleet_file.secrets(_fleet_file.parse(read_text(real_path(path)), path)))
+        return _fleet_file.secrets(_fleet_file.parse(read_text(real_path(path)), path))
     except (FileError, _fleet_file.FleetFileError):
-        pass
+        return []
 
 
 def file_attributes(module: AnsibleModule, path: str, created: bool) -> dict:
@@ -289,8 +293,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     if module.params["last_synced_max_age"] < 0:
         module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
-    mask_file_secrets(module, path)
-    fleets = fetch_fleets(module, result)
+    fleets = fetch_fleets(module, result, file_secrets(path))
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)
         if module.params["require_oauth"]:
@@ -299,6 +302,8 @@ def sync(module: AnsibleModule, result: dict) -> None:
 
     check_mode = module.check_mode
     target = real_path(path)  # a symlinked file is edited where it really is; the link stays
+    if os.path.islink(os.path.expanduser(path)) and not os.path.isdir(os.path.dirname(target)):
+        raise FileError("%s is a symlink to %s, whose folder does not exist; nothing is made there" % (path, target))
     created_folder = None if check_mode else ensure_folder(target)
     if created_folder:
         module.set_fs_attributes_if_different(dict(file_attributes(module, created_folder, False), mode="0700"), False)
@@ -308,7 +313,6 @@ def sync(module: AnsibleModule, result: dict) -> None:
         for _attempt in range(REREADS):
             before_text, seen = read_snapshot(target)
             document = _fleet_file.parse(before_text, path)
-            module.no_log_values.update(_fleet_file.secrets(document))
             outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
             changed = outcome.changed or before_text is None
             if not changed or check_mode:

@@ -377,7 +377,7 @@ def test_corrupt_fleet_file_fails_and_is_left_as_it_was(emulator, targets, inven
     ({"status": 200, "body": json.dumps({"items": []})}, "must be of type array"),
     ({"status": 200, "body": json.dumps({"results": "none", "next": None})}, "(page 1) is not valid: it has no list of results"),
     ({"status": 200, "body": json.dumps([{"id": "../../etc/passwd", "name": "x"}])}, "[0].id is not a fleet id (a UUID)"),
-    ({"status": 200, "body": json.dumps([{"id": "a", "name": "A"}, {"id": "a", "name": "B"}])}, "repeats the id"),
+    ({"status": 200, "body": json.dumps([{"id": TEAM_A, "name": "A"}, {"id": TEAM_A, "name": "B"}])}, "repeats the id"),
 ], ids=["not-json", "object", "results-not-a-list", "hostile-id", "duplicate-ids"])
 def test_server_answer_of_the_wrong_shape(emulator, targets, inventory, run_playbook, api, fault, expected):
     login(emulator, targets, "t1", ALICE)

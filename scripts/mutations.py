@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Break each guarantee on purpose and check that the test named for it fails.
+
+    scripts/mutations.py OUT.json [--python PYTHON] [--only NAME]
+
+For every mutation below: copy the checkout (tracked and untracked files, not venvs or build output) to a
+temporary folder, replace one exact piece of code there, and run the named pytest test in the copy with the
+given interpreter (a venv of scripts/bootstrap.sh). The mutation is *caught* (outcome "held") when pytest exits
+1: the test ran and failed. Any other exit (it passed, or could not run) is "BROKEN", as is a mutation whose
+code is no longer found: this list must follow the code. scripts/test.sh runs it and
+scripts/reliability_table.py puts the outcomes in docs/reliability.md. Exit status 1 when one is not caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import typing as t
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NEWEST, OLDEST = ".venv", ".venvs/ansible-core-2.16"
+
+
+class Mutation(t.NamedTuple):
+    name: str
+    broken: str  # the guarantee, as docs/reliability.md says it
+    file: str
+    old: str
+    new: str
+    test: str
+    venv: str = NEWEST
+
+
+MUTATIONS = [
+    Mutation("lock", "the lock on the fleet file (no flock taken)", "plugins/module_utils/_files.py",
+             "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
+             "tests/e2e/test_sync.py::test_a_concurrent_writer_holding_the_lock_is_waited_for"),
+    Mutation("identity-check", "the check, before the rename, that the file is still the one read", "plugins/module_utils/_files.py",
+             "if replaces is not _ANY_FILE and identity(path) != replaces:", "if False:",
+             "tests/e2e/reliability/test_concurrency.py::test_a_file_replaced_between_read_and_rename_is_read_again"),
+    Mutation("temporary-file-cleanup", "removing the temporary file after a failed write", "plugins/module_utils/_files.py",
+             "        if os.path.exists(tmp_path):\n            os.unlink(tmp_path)", "        pass",
+             "tests/e2e/test_sync.py::test_a_full_disk_leaves_the_file_as_it_was"),
+    Mutation("scrub", "the scrub of secrets from server texts", "plugins/module_utils/_api.py",
+             "text = text.replace(secret, SCRUBBED)", "text = text",
+             "tests/e2e/test_sync.py::test_a_hostile_server_cannot_echo_a_secret_into_the_message"),
+    Mutation("file-secrets-scrubbed", "scrubbing the fleet file's API keys from server texts", "plugins/modules/sync.py",
+             "    credential.hidden = hidden\n", "",
+             "tests/e2e/test_sync.py::test_a_server_echoing_an_api_key_of_the_fleet_file_never_shows_it"),
+    Mutation("unsafe", "marking API text unsafe in the inventory (ansible-core 2.16, before data tagging)", "plugins/inventory/cmdop.py",
+             'return wrap_var(value) if "{" in value else value', "return value",
+             "tests/e2e/reliability/test_api_values.py", OLDEST),
+    Mutation("schema", "the schema check of every server answer", "plugins/module_utils/_schemas.py",
+             "error = jsonschema.exceptions.best_match(_validator(jsonschema, schema).iter_errors(instance))", "error = None",
+             "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[wrong-shape]"),
+    Mutation("fleet-ids", "fleet ids must be UUIDs", "plugins/module_utils/_schemas.py",
+             '            "id": _FLEET_ID,', '            "id": _ID,',
+             "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[not-uuid]"),
+    Mutation("depth", "the nesting limit of the fleet file", "plugins/module_utils/_json.py",
+             "MAX_DEPTH = 64", "MAX_DEPTH = 100000", "tests/e2e/reliability/test_hostile_files.py::test_a_hostile_file_is_refused_and_left_as_it_was[deep-65]"),
+    Mutation("repeated-keys", "refusing a key twice in one object", "plugins/module_utils/_json.py",
+             "value = json.loads(text, object_pairs_hook=_unique_keys)", "value = json.loads(text)",
+             "tests/e2e/reliability/test_hostile_files.py::test_a_hostile_file_is_refused_and_left_as_it_was[duplicate-key]"),
+    Mutation("retry-after", "ignoring a Retry-After that is not a number", "plugins/module_utils/_client.py",
+             "        except InvalidHeader:\n            return None", "        except ZeroDivisionError:\n            return None",
+             "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[429-non-numeric]"),
+    Mutation("redirects", "never following a redirect", "plugins/module_utils/_client.py",
+             "allow_redirects=False,", "allow_redirects=True,", "tests/e2e/reliability/test_secrets.py"),
+    Mutation("page-bounds", "machine pages checked against their count", "plugins/module_utils/_client.py",
+             "        if pages != max(1, -(-count // size)) and not (count == 0 and pages == 0):", "        if False:",
+             "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[pages-forever]"),
+]
+
+
+def copy_checkout(target: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / name.decode()
+        if source.is_file():
+            (target / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name.decode(), follow_symlinks=False)
+
+
+def run(mutation: Mutation, workdir: Path) -> t.Tuple[str, str]:
+    copy = workdir / mutation.name
+    copy_checkout(copy)
+    path = copy / mutation.file
+    code = path.read_text(encoding="utf-8")
+    if code.count(mutation.old) != 1:
+        return "BROKEN", "the code to break is not found once in %s: update scripts/mutations.py" % mutation.file
+    path.write_text(code.replace(mutation.old, mutation.new), encoding="utf-8")
+    python = ROOT / mutation.venv / "bin" / "python"
+    ran = subprocess.run([str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", mutation.test], cwd=copy,
+                         capture_output=True, text=True, check=False)
+    last = (ran.stdout.strip().splitlines() or [""])[-1]
+    return ("held" if ran.returncode == 1 else "BROKEN"), "pytest exit %d: %s" % (ran.returncode, last)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("--only", action="append", help="run only these mutations (by name)")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cmdop-mutations-") as folder:
+        for mutation in MUTATIONS:
+            if args.only and mutation.name not in args.only:
+                continue
+            outcome, said = run(mutation, Path(folder))
+            print("%-7s %-22s %s  (%s)" % (outcome, mutation.name, mutation.test, said), flush=True)
+            results.append({"name": mutation.name, "broken": mutation.broken, "file": mutation.file, "test": mutation.test, "outcome": outcome})
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0 if all(item["outcome"] == "held" for item in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
