@@ -2,7 +2,8 @@
 # Everything `make test` does (the ansible-core versions are scripts/matrix.sh's):
 #   1. scripts/bootstrap.sh: Debian packages, a venv per ansible-core, the target interpreters
 #   2. ansible-test sanity (scripts/sanity.sh) with the oldest and with the newest ansible-core
-#   3. pytest tests/unit tests/e2e with every ansible-core
+#   3. pytest tests/unit tests/e2e with every ansible-core (the reliability suite's slow files with the newest only)
+#   3b. scripts/mutations.py, then docs/reliability.md checked against this run (scripts/reliability_table.py)
 #   4. pytest of the module e2e tests with each target interpreter of
 #      tests/e2e/target-requirements/ (the oldest supported libraries), newest core
 # A failed step does not stop the later ones. The exit status is non-zero if any
@@ -89,9 +90,35 @@ done
 step "lint: scripts/lint.sh (ansible-lint, antsibull-docs, antsibull-changelog)" scripts/lint.sh
 step "bench at CI size (make bench's code at small sizes, no time asserted)" "$root/.venv/bin/python" tests/benchmarks/bench.py --ci
 
-for core in "${cores[@]}"; do
-  pytest_step "pytest tests/unit tests/e2e, ansible-core $core" "$root/$(core_venv "$core")/bin/python" -- tests/unit tests/e2e
+# The reliability suite (tests/e2e/reliability, docs/reliability.md) runs whole with the newest core; its slow files
+# (server faults, hostile files, file system, concurrency, secrets: each a real run per case) are left out for the
+# older cores, which still run its API-values-are-data cases (templating differs by core) and everything else.
+reliability="$root/build/reliability"
+rm -rf "$reliability"
+newest_only=()
+for file in tests/e2e/reliability/test_*.py; do
+  [ "$file" = tests/e2e/reliability/test_api_values.py ] || newest_only+=("--ignore=$file")
 done
+for core in "${cores[@]}"; do
+  if [ "$core" = "$NEWEST_CORE" ]; then
+    pytest_step "pytest tests/unit tests/e2e, ansible-core $core" "$root/$(core_venv "$core")/bin/python" \
+      CMDOP_RELIABILITY_RESULTS="$reliability/results.json" -- tests/unit tests/e2e
+  else
+    pytest_step "pytest tests/unit tests/e2e (reliability: API values only), ansible-core $core" "$root/$(core_venv "$core")/bin/python" \
+      -- tests/unit tests/e2e "${newest_only[@]}"
+  fi
+done
+
+# Each guarantee broken on purpose must fail its named test; then docs/reliability.md must be what this run gives.
+if [ ${#extra_args[@]} -eq 0 ] && [ -f "$reliability/results.json" ]; then
+  step "mutations: scripts/mutations.py (each guarantee broken on purpose fails its test)" \
+    "$root/.venv/bin/python" scripts/mutations.py "$reliability/mutations.json"
+  step "docs/reliability.md matches this run (scripts/reliability_table.py --check)" \
+    "$root/.venv/bin/python" scripts/reliability_table.py "$reliability/results.json" "$reliability/mutations.json" --core "$NEWEST_CORE" \
+    --check docs/reliability.md
+else
+  echo "(docs/reliability.md not checked: this run was filtered or did not run ansible-core $NEWEST_CORE)"
+fi
 
 # The modules with the oldest libraries on the targets (their controller side does not change with them).
 for requirements in tests/e2e/target-requirements/*.txt; do

@@ -39,7 +39,11 @@ _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 1024}
 # list whose ids are not fleet ids must fail, not deactivate them all. A machine id only names a host: any short id
 # of safe characters. ((?![\s\S]) and not $: Python's $ also matches before a final newline.)
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}(?![\\s\\S])"}
-_FLEET_ID = {"type": "string", "description": "a fleet id (a UUID)", "pattern": "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![\\s\\S])"}
+_FLEET_ID = {
+    "type": "string",
+    "description": "a fleet id (a UUID)",
+    "pattern": "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![\\s\\S])",
+}
 
 FLEET_FILE = {
     "$schema": "http://json-schema.org/draft-07/schema#",

@@ -47,6 +47,8 @@ def test_a_paginated_fleet_list_is_read_to_its_last_page(emulator, targets, inve
     assert result.task("sync", "t1")["deactivated"] == []
 
 
+@pytest.mark.case("Server faults", "a fleet page whose next link points to another host",
+                  "not followed: the token goes to no other host; the sync fails saying so")
 def test_a_next_link_to_another_host_is_not_followed(emulator, targets, inventory, run_playbook, api):
     login(emulator, targets, "t1", ALICE)
     body = json.dumps({"count": 2, "next": "https://collector.invalid/steal?page=2",
@@ -204,6 +206,7 @@ def test_a_count_that_still_disagrees_fails_clearly(emulator, targets, inventory
     assert "the machine list changed while it was read, twice (the server counted 150, its pages held 0 distinct machines)" in msg
 
 
+@pytest.mark.case("Server faults", "a machine list claiming 10,001 pages", "refused after the first page, saying so")
 def test_more_pages_than_the_client_reads_is_refused_before_reading_them(emulator, targets, inventory, run_playbook, api):
     token = login(emulator, targets, "t1", ALICE)
     emulator.admin("POST", "faults", {"path": MACHINES, "status": 200, "body": machine_page(10 ** 7, 10001, []), "count": 1})
@@ -241,6 +244,8 @@ def test_plain_http_is_refused_for_any_host_but_loopback(emulator, targets, inve
     assert ("credentials are only sent over HTTPS" in msg) if url.startswith("http:") else ("is not an http(s) URL" in msg), msg
 
 
+@pytest.mark.case("Server faults", "429 with Retry-After: 100000",
+                  "the wait is capped at 60 s (all waits of a request share that budget); the sync then succeeds")
 def test_a_huge_retry_after_is_capped(emulator, targets, inventory, run_playbook, api):
     """Retry-After: 100000 would stall the run for a day; the wait is capped at 60 seconds."""
     login(emulator, targets, "t1", ALICE)

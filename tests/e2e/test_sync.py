@@ -427,6 +427,7 @@ def test_a_refused_connection_says_so(emulator, targets, inventory, run_playbook
     assert "timed out" not in msg, msg
 
 
+@pytest.mark.case("File system", "a full disk (a 64 KiB tmpfs)", "the sync fails saying so; the file byte-for-byte unchanged; no temporary file left")
 def test_a_full_disk_leaves_the_file_as_it_was(emulator, targets, inventory, run_playbook, api):
     login(emulator, targets, "t1", ALICE)
     mount = targets.home("t1") / ".cmdop" / "tiny-disk"
@@ -455,6 +456,7 @@ def test_a_full_disk_leaves_the_file_as_it_was(emulator, targets, inventory, run
         mount.rmdir()
 
 
+@pytest.mark.case("Concurrency", "another run holding the lock", "waited for; with a short lock_timeout the sync gives up saying so and loses nothing")
 def test_a_concurrent_writer_holding_the_lock_is_waited_for(emulator, targets, inventory, run_playbook, api):
     """A second run waits for the lock (and with a short lock_timeout gives up, losing nothing)."""
     login(emulator, targets, "t1", ALICE)
@@ -478,6 +480,8 @@ def test_a_concurrent_writer_holding_the_lock_is_waited_for(emulator, targets, i
         holder.wait()
 
 
+@pytest.mark.case("Concurrency", "two syncs at once with different fleet lists",
+                  "the lock serializes them: each sees the other's result, never two entries for one fleet")
 def test_concurrent_runs_on_one_host_lose_no_update(emulator, targets, inventory, run_playbook, api):
     """Two syncs at once with different fleet lists: the lock serializes them, each sees the other's result."""
     path = write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "", "workspaces": []}))
