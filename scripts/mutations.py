@@ -72,6 +72,8 @@ MUTATIONS = [
     Mutation("retry-after", "ignoring a Retry-After that is not a number", "plugins/module_utils/_client.py",
              "        except InvalidHeader:\n            return None", "        except ZeroDivisionError:\n            return None",
              "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[429-non-numeric]"),
+    Mutation("retry-after-budget", "one budget of 60 s for all the Retry-After waits of a request", "plugins/module_utils/_client.py",
+             "RETRY_AFTER_BUDGET = 60.0", "RETRY_AFTER_BUDGET = 1e9", "tests/e2e/test_contract.py::test_a_huge_retry_after_is_capped"),
     Mutation("redirects", "never following a redirect", "plugins/module_utils/_client.py",
              "allow_redirects=False,", "allow_redirects=True,", "tests/e2e/reliability/test_secrets.py::test_a_redirect_never_carries_a_credential[302]"),
     Mutation("page-bounds", "machine pages checked against their count", "plugins/module_utils/_client.py",
