@@ -1,5 +1,5 @@
-"""What the end-to-end tests of the modules share: the demo seed's users and fleets, and small helpers
-to put files on a target as ``cmdop login`` would, read them back, and build plays."""
+"""What the end-to-end tests share: the demo seed's users and fleets, small helpers to put files on a target as
+``cmdop login`` would, read them back and build plays, and ``plain`` for ansible-inventory's JSON."""
 
 from __future__ import annotations
 
@@ -70,3 +70,19 @@ def sync_play(args: dict, hosts: str = "all", name: str = "sync") -> list:
 
 def api_requests(emulator: t.Any, path: str = "/api/") -> list:
     return [item for item in emulator.admin("GET", "requests") if item["path"].startswith(path)]
+
+
+def plain(value: t.Any, unsafe: t.Optional[t.List[t.Any]] = None) -> t.Any:
+    """ansible-inventory's JSON without {"__ansible_unsafe": ...} markers (the marked values go to ``unsafe``) and without
+    2.19's ``_meta.profile`` (the name of its serialization format, not part of the inventory)."""
+    if isinstance(value, dict) and isinstance(value.get("_meta"), dict):
+        value = dict(value, _meta={key: item for key, item in value["_meta"].items() if key != "profile"})
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            if unsafe is not None:
+                unsafe.append(value["__ansible_unsafe"])
+            return value["__ansible_unsafe"]
+        return {key: plain(item, unsafe) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item, unsafe) for item in value]
+    return value

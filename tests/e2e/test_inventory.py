@@ -19,6 +19,8 @@ import yaml
 
 import ansible.template
 
+from cmdop_helpers import plain
+
 # ansible-core 2.19's data tagging: ansible-inventory marks every untrusted string; before, only AnsibleUnsafe ones
 # (the plugin wraps text that could be a template, i.e. holds a "{").
 DATA_TAGGING = hasattr(ansible.template, "trust_as_template")
@@ -132,22 +134,6 @@ class Inventory:
 @pytest.fixture
 def inv(emulator: t.Any, run_inventory: t.Callable, home: Path, tmp_path: Path) -> Inventory:
     return Inventory(emulator, run_inventory, home, tmp_path)
-
-
-def plain(value: t.Any, unsafe: t.Optional[t.List[t.Any]] = None) -> t.Any:
-    """ansible-inventory's JSON without {"__ansible_unsafe": ...} markers (the marked values go to ``unsafe``) and without
-    2.19's ``_meta.profile`` (the name of its serialization format, not part of the inventory)."""
-    if isinstance(value, dict) and isinstance(value.get("_meta"), dict):
-        value = dict(value, _meta={key: item for key, item in value["_meta"].items() if key != "profile"})
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            if unsafe is not None:
-                unsafe.append(value["__ansible_unsafe"])
-            return value["__ansible_unsafe"]
-        return {key: plain(item, unsafe) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item, unsafe) for item in value]
-    return value
 
 
 def matches_expected(name: str, actual: t.Any) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cmdop_helpers import TOKEN_FILE, write_as
+from cmdop_helpers import TOKEN_FILE, plain, write_as
 
 AREA = "API values are data"
 ALICE = "u-alice"
@@ -48,19 +48,6 @@ LITERALS = [PIPE, SEVEN, RAW, FLEET_NAME] + list(HOSTNAMES.values())
 @pytest.fixture
 def emulator_seed() -> dict:
     return SEED
-
-
-def plain(value: t.Any, unsafe: t.Optional[t.List[t.Any]] = None) -> t.Any:
-    """ansible-inventory's JSON without its {"__ansible_unsafe": ...} markers (the marked values go to ``unsafe``)."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            if unsafe is not None:
-                unsafe.append(value["__ansible_unsafe"])
-            return value["__ansible_unsafe"]
-        return {key: plain(item, unsafe) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item, unsafe) for item in value]
-    return value
 
 
 def safe_group(name: str) -> str:
