@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Break each guarantee on purpose and check that the test named for it fails.
 
-    scripts/mutations.py OUT.json [--python PYTHON] [--only NAME]
+    .venv/bin/python scripts/mutations.py OUT.json [--only NAME]
 
 For every mutation below: copy the checkout (tracked and untracked files, not venvs or build output) to a
 temporary folder, replace one exact piece of code there, and run the named pytest test in the copy with the

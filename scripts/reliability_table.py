@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """docs/reliability.md from a run of the reliability suite.
 
-    scripts/reliability_table.py RESULTS.json [MUTATIONS.json] --write docs/reliability.md
-    scripts/reliability_table.py RESULTS.json [MUTATIONS.json] --check docs/reliability.md
+    .venv/bin/python scripts/reliability_table.py RESULTS.json [MUTATIONS.json] --write docs/reliability.md
+    .venv/bin/python scripts/reliability_table.py RESULTS.json [MUTATIONS.json] --check docs/reliability.md
 
 RESULTS.json is what pytest wrote (tests/conftest.py, CMDOP_RELIABILITY_RESULTS): every test marked
 ``@pytest.mark.case(area, tried, holds)``, in collection order, with its outcome. MUTATIONS.json is what

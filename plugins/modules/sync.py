@@ -302,7 +302,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
 
     check_mode = module.check_mode
     target = real_path(path)  # a symlinked file is edited where it really is; the link stays
-    if os.path.islink(os.path.expanduser(path)) and not os.path.isdir(os.path.dirname(target)):
+    if os.path.islink(path) and not os.path.isdir(os.path.dirname(target)):
         raise FileError("%s is a symlink to %s, whose folder does not exist; nothing is made there" % (path, target))
     created_folder = None if check_mode else ensure_folder(target)
     if created_folder:

@@ -88,7 +88,7 @@ def config(tmp_path: Path) -> Path:
                   "each host variable (and each composed one) is the exact string, marked as data; the keyed groups are the "
                   "sanitized literal; no template ran (no uid=, no 49)")
 def test_api_values_stay_text_in_the_inventory(emulator, run_inventory, tmp_path):
-    _, env = controller(tmp_path, emulator)
+    _home, env = controller(tmp_path, emulator)
     source = config(tmp_path)
     listed = run_inventory(["-i", str(source), "--list"], env=env)
     graph = run_inventory(["-i", str(source), "--graph"], env=env)
@@ -120,7 +120,7 @@ def test_api_values_stay_text_in_the_inventory(emulator, run_inventory, tmp_path
                   "cmdop_hostname, cmdop_fleet_remote_name, a composed variable and group_names",
                   "each printed value is the exact string from the API; id never ran (no uid= in any output)")
 def test_a_play_prints_the_inventorys_api_values_as_text(emulator, run_playbook, tmp_path):
-    _, env = controller(tmp_path, emulator)
+    _home, env = controller(tmp_path, emulator)
     play = [{"hosts": "cmdop", "gather_facts": False, "connection": "local", "tasks": [
         {"name": "name", "ansible.builtin.debug": {"msg": "{{ cmdop_name }}"}},
         {"name": "hostname", "ansible.builtin.debug": {"msg": "{{ cmdop_hostname }}"}},
@@ -173,4 +173,5 @@ def test_fleet_info_values_stay_text(emulator, targets, inventory, run_playbook,
     assert result.task("names", "t1")["msg"] == sorted(MACHINE_NAMES.values())
     assert result.task("hostnames", "t1")["msg"] == sorted(HOSTNAMES.values())
     assert sorted(item["msg"] for item in result.task("each", "t1")["results"]) == sorted(MACHINE_NAMES.values())
-    assert result.task("again", "t1")["msg"] == info["machines"][0]["name"] in MACHINE_NAMES.values()
+    again = result.task("again", "t1")["msg"]
+    assert again == info["machines"][0]["name"] and again in MACHINE_NAMES.values()

@@ -60,7 +60,7 @@ def many_hosts_inventory(targets: t.Any, folder: Path, fleet_ids: t.List[str]) -
                   "the final file is valid; every sync's fleet and every outside change is in it; no temporary file left")
 def test_twenty_syncs_and_an_outside_writer(targets, run_playbook, tmp_path):
     path = write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "home", "workspaces": [{"name": "home", "api_key": LOCAL_KEY}]}))
-    fleet_ids = [str(uuid.uuid4()) for _ in range(SYNCS)]
+    fleet_ids = [str(uuid.uuid4()) for _number in range(SYNCS)]
     inventory = many_hosts_inventory(targets, tmp_path, fleet_ids)
     play = [{"hosts": "all", "gather_facts": False, "tasks": [{"name": "sync", "cmdop.fleet.sync": {
         "path": str(path), "lock_timeout": 120, "fleets": [{"id": "{{ my_fleet }}", "name": "Fleet {{ inventory_hostname }}"}]}}]}]

@@ -10,7 +10,7 @@ import typing as t
 
 import pytest
 
-from cmdop_helpers import ALICE, FLEET_FILE, LAB, LOCAL_KEY, STAGING, TEAM_A, fleet_path, login, sync_play, write_as
+from cmdop_helpers import ALICE, FLEET_FILE, LAB, LOCAL_KEY, STAGING, TEAM_A, login, sync_play, write_as
 
 AREA = "Hostile fleet files"
 HOME = {"name": "home", "api_key": LOCAL_KEY, "server": ""}  # an API-key-only fleet: never touched
@@ -24,7 +24,7 @@ def document(**extra: t.Any) -> dict:
 
 def nested(depth: int) -> t.Any:
     value: t.Any = "bottom"
-    for _ in range(depth):
+    for _level in range(depth):
         value = [value]
     return value
 

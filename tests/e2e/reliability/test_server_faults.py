@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cmdop_helpers import ALICE, FLEET_FILE, TEAM_A, TEAM_A_KEY, TOKEN_FILE, LOCAL_KEY, fleet_path, login, sync_play, write_as
+from cmdop_helpers import ALICE, FLEET_FILE, LOCAL_KEY, TEAM_A, TEAM_A_KEY, TOKEN_FILE, fleet_path, sync_play, write_as
 
 FLEETS = "/api/workspaces/workspaces/"
 MACHINES = "/api/machines/machines/"
