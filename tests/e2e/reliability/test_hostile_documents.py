@@ -62,11 +62,14 @@ def scenarios(draw: t.Callable) -> t.Tuple[dict, t.List[dict], str]:
     return document, fleets, draw(st.sampled_from(["prod", "dev"]))
 
 
-def out_of_scope(entry: dict, mode: str) -> bool:
-    """Entries a sync in this mode never changes: API-key-only ones, and the other mode's (or another server's)."""
+def out_of_scope(entry: dict, mode: str, listed: t.Set[str]) -> bool:
+    """Entries a sync in this mode never changes: API-key-only ones, the other mode's, and another server's (a local
+    override) unless the server lists its fleet (then it is refreshed, but never deactivated)."""
     server = entry.get("server") or ""
     other = {"prod": ("https://dev.cmdop.com",), "dev": ("", "https://api.cmdop.com")}[mode]
-    return not entry.get("remote_id") or server in other or server == "https://other.example"
+    if not entry.get("remote_id") or server in other:
+        return True
+    return server == "https://other.example" and entry["remote_id"] not in listed
 
 
 @pytest.mark.case(AREA, "generated documents (unicode, very long and duplicate names, duplicate remote ids, unknown keys at any "
@@ -87,8 +90,10 @@ def test_every_rule_holds_for_generated_documents(scenario: t.Tuple[dict, t.List
     for old, new in zip(before["workspaces"], after["workspaces"]):
         assert new.get("api_key") == old.get("api_key") and new["name"] == old["name"] and new.get("server") == old.get("server")
         assert {key: value for key, value in new.items() if key not in KNOWN_KEYS} == {key: value for key, value in old.items() if key not in KNOWN_KEYS}
-        if out_of_scope(old, mode):
+        if out_of_scope(old, mode, {fleet["id"] for fleet in fleets}):
             assert new == old
+        if old.get("server") == "https://other.example" and not old.get("inactive"):
+            assert not new.get("inactive")  # an override is never deactivated
     added = after["workspaces"][len(before["workspaces"]):]
     assert all(entry["api_key"] == "" and entry["remote_id"] in {fleet["id"] for fleet in fleets} for entry in added)
 
