@@ -222,3 +222,16 @@ def test_sync_on_change_syncs_the_new_fleet(rulebook_bin: Path, collections_path
     assert names == ["Lab", "Staging", "Team A"], output
     no_secret([secret for secret in secrets if secret not in (KEY_A, KEY_B)], output)
 
+
+
+def test_the_decision_environment_definition_makes_a_build_context(tmp_path: Path) -> None:
+    """ansible-builder create accepts the definition; the context installs the collection (whose needs introspect.py
+    reads from meta/execution-environment.yml, as tests/e2e/test_packaging.py proves) and Java 17 on the rulebook image."""
+    definition = RULEBOOKS.parent / "decision-environment" / "decision-environment.yml"
+    context = tmp_path / "context"
+    builder = Path(sys.executable).parent / "ansible-builder"
+    subprocess.run([str(builder), "create", "-f", str(definition), "-c", str(context)], cwd=tmp_path, check=True, capture_output=True, text=True)
+    containerfile = next(path for path in (context / "Containerfile", context / "Dockerfile") if path.exists()).read_text(encoding="utf-8")
+    assert "ansible-rulebook" in containerfile and "ansible-galaxy collection install" in containerfile and "introspect.py introspect" in containerfile
+    assert yaml.safe_load((context / "_build" / "requirements.yml").read_text(encoding="utf-8")) == {"collections": [{"name": "cmdop.fleet"}]}
+    assert "java-17-openjdk-headless" in (context / "_build" / "bindep.txt").read_text(encoding="utf-8")
