@@ -81,9 +81,9 @@ MUTATIONS = [
     Mutation("events-state-after-queue", "fleet_events saves its state only after the poll's events are on the queue",
              "extensions/eda/plugins/event_source/fleet_events.py",
              "        for event in events:\n            if event[\"cmdop\"][\"type\"] in wanted:\n                await queue.put(event)\n"
-             "        await asyncio.to_thread(save_state, path, state)  # only once the events are on the queue",
-             "        await asyncio.to_thread(save_state, path, state)\n        for event in events:\n"
-             "            if event[\"cmdop\"][\"type\"] in wanted:\n                await queue.put(event)",
+             "        try:\n            await asyncio.to_thread(save_state, path, state)  # only once the events are on the queue",
+             "        try:\n            await asyncio.to_thread(save_state, path, state)\n            for event in events:\n"
+             "                if event[\"cmdop\"][\"type\"] in wanted:\n                    await queue.put(event)",
              "tests/e2e/test_events_source.py::test_the_state_is_saved_only_after_the_queue_took_the_events"),
     Mutation("events-partial-poll", "no machine_left for a fleet that a poll could not read completely", "plugins/module_utils/_events.py",
              '        if any(key in incomplete for key in old["fleets"]):', "        if False:",

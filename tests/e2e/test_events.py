@@ -223,7 +223,6 @@ def test_sync_on_change_syncs_the_new_fleet(rulebook_bin: Path, collections_path
     no_secret([secret for secret in secrets if secret not in (KEY_A, KEY_B)], output)
 
 
-
 def test_the_decision_environment_definition_makes_a_build_context(tmp_path: Path) -> None:
     """ansible-builder create accepts the definition; the context installs the collection (whose needs introspect.py
     reads from meta/execution-environment.yml, as tests/e2e/test_packaging.py proves) and Java 17 on the rulebook image."""

@@ -252,3 +252,17 @@ def test_host_names_follow_the_inventory_s_rule_and_options(source: Source, emul
     emulator.admin("POST", "machines", machine(M4, FLEET_B, "web-1"))  # a duplicate name: the later id gets its next choice
     event = source.run(initial="snapshot", hostnames=["name", "id"])[0]
     assert event["meta"]["hosts"] == sorted(["lab-1", "web-1", "web-2", M4])
+
+
+@pytest.mark.case("events", "the state file cannot be written (its folder is a file)",
+                  "a warning each poll; the source keeps running and emits each change once")
+def test_a_state_file_that_cannot_be_written_stops_nothing(source: Source, emulator: t.Any, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    source.args["state_file"] = str(blocker / "events.json")
+    emulator.admin("POST", "faults", {"path": "/api/machines/", "add_machine": machine(M4, FLEET_B, "lab-2"), "skip": 1})
+    with caplog.at_level(logging.WARNING):
+        events = source.run(max_polls=3, interval=0.1)
+    assert kinds(events) == [("machine_joined", "lab-2")]
+    assert caplog.text.count("could not be saved") == 3

@@ -451,7 +451,7 @@ async def main(queue: t.Any, args: t.Dict[str, t.Any]) -> None:
             current, problems = await asyncio.to_thread(watch.poll)
         except RefusedError as exc:
             raise RefusedError("cmdop.fleet.fleet_events: %s" % exc) from None
-        except (PollError, CmdopError, TokenFileError, _fleet_file.FleetFileError, FileError, ConfigError) as exc:
+        except (PollError, CmdopError, TokenFileError, _fleet_file.FleetFileError, OSError, ConfigError) as exc:
             failures += 1
             LOG.warning("cmdop.fleet.fleet_events: poll %d failed, next try in a moment: %s", polls, watch.scrub(exc))
             await asyncio.sleep(backoff(failures, settings["interval"]))
@@ -470,7 +470,10 @@ async def main(queue: t.Any, args: t.Dict[str, t.Any]) -> None:
         for event in events:
             if event["cmdop"]["type"] in wanted:
                 await queue.put(event)
-        await asyncio.to_thread(save_state, path, state)  # only once the events are on the queue
+        try:
+            await asyncio.to_thread(save_state, path, state)  # only once the events are on the queue
+        except FileError as exc:  # the state in memory goes on; a restart before the next save repeats these events (same uuids)
+            LOG.warning("cmdop.fleet.fleet_events: poll %d: the state file could not be saved: %s", polls, watch.scrub(exc))
         for problem in problems:
             LOG.warning("cmdop.fleet.fleet_events: poll %d: %s", polls, problem)
         failures = failures + 1 if problems else 0
