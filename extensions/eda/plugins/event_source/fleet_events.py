@@ -117,6 +117,7 @@ EXAMPLES = r"""
           name: provision.yml
 """
 
+# pylint: disable=wrong-import-position  # the documentation strings come first, as ansible-rulebook's sources have them
 import asyncio
 import json
 import logging
@@ -141,7 +142,6 @@ def _importable() -> None:
 
 _importable()
 
-# pylint: disable=wrong-import-position
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file, _modes  # noqa: E402
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError, scrub  # noqa: E402
 from ansible_collections.cmdop.fleet.plugins.module_utils._events import (  # noqa: E402
