@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO_ROOT
+from harness import REPO_ROOT, AnsibleRunner, Emulator
 
 SOURCE = REPO_ROOT / "extensions" / "eda" / "plugins" / "event_source" / "fleet_events.py"
 ALICE = "u-alice"
@@ -266,3 +266,26 @@ def test_a_state_file_that_cannot_be_written_stops_nothing(source: Source, emula
         events = source.run(max_polls=3, interval=0.1)
     assert kinds(events) == [("machine_joined", "lab-2")]
     assert caplog.text.count("could not be saved") == 3
+
+
+def test_a_poll_costs_what_the_inventory_s_cold_listing_costs(tmp_path: Path, collections_path: Path) -> None:
+    """The same requests: the fleet list and one paged listing (pages of 200), nothing per machine."""
+    seed = dict(SEED, machines=[machine("0f0e0d0c-0000-4000-8000-%012d" % number, (FLEET_A, FLEET_B)[number % 2], "m-%d" % number)
+                                for number in range(450)])
+    emulator = Emulator(seed, tmp_path / "emulator").start()
+    try:
+        source = Source(emulator, tmp_path, fleets_from="api")
+        source.login(tmp_path)
+        emulator.admin("DELETE", "requests")
+        assert len(source.run(initial="snapshot")[0]["meta"]["hosts"]) == 450
+        polled = [(item["path"], item["query"].get("page")) for item in emulator.admin("GET", "requests")]
+        emulator.admin("DELETE", "requests")
+        inventory = tmp_path / "api.cmdop.yml"
+        inventory.write_text(json.dumps({"plugin": "cmdop.fleet.cmdop", "fleets_from": "api", "api_url": emulator.url,
+                                         "token_file": source.args["token_file"]}), encoding="utf-8")
+        listed = AnsibleRunner(collections_path, tmp_path / "ansible").run_inventory(["-i", str(inventory), "--list"])
+        assert listed.rc == 0, listed.describe()
+        assert sorted(polled) == sorted((item["path"], item["query"].get("page")) for item in emulator.admin("GET", "requests"))
+        assert len(polled) == 1 + 3
+    finally:
+        emulator.stop()
