@@ -240,7 +240,7 @@ def apply(state: t.Mapping[str, t.Any], events: t.Sequence[dict]) -> dict:
     return result
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(before=listings(), after=listings())
 def test_the_events_carry_the_previous_state_to_the_current_one(before: Listing, after: Listing) -> None:
     previous = first_state(before, NOW)
@@ -248,7 +248,7 @@ def test_the_events_carry_the_previous_state_to_the_current_one(before: Listing,
     assert apply(previous, events) == listed(after) == view(state)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(before=listings(), after=listings(), settle=st.integers(1, 3))
 def test_the_same_listing_again_says_nothing_once_settled(before: Listing, after: Listing, settle: int) -> None:
     state = first_state(before, NOW)
@@ -258,7 +258,7 @@ def test_the_same_listing_again_says_nothing_once_settled(before: Listing, after
     assert view(state) == listed(after)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(before=listings(), after=listings())
 def test_uuids_are_stable_and_distinct(before: Listing, after: Listing) -> None:
     previous = first_state(before, NOW)
@@ -268,7 +268,7 @@ def test_uuids_are_stable_and_distinct(before: Listing, after: Listing) -> None:
     assert len({event["meta"]["uuid"] for event in first}) == len(first)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(before=listings(), after=listings(), data=st.data())
 def test_a_fleet_not_read_completely_makes_nothing_leave(before: Listing, after: Listing, data: t.Any) -> None:
     unread = data.draw(st.lists(st.sampled_from(sorted(after.fleets) or ["none"]), unique=True))
