@@ -78,6 +78,19 @@ MUTATIONS = [
     Mutation("page-bounds", "machine pages checked against their count", "plugins/module_utils/_client.py",
              "        if pages != max(1, -(-count // size)) and not (count == 0 and pages == 0):", "        if False:",
              "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[pages-forever]"),
+    Mutation("events-state-after-queue", "fleet_events saves its state only after the poll's events are on the queue",
+             "extensions/eda/plugins/event_source/fleet_events.py",
+             "        for event in events:\n            if event[\"cmdop\"][\"type\"] in wanted:\n                await queue.put(event)\n"
+             "        try:\n            await asyncio.to_thread(save_state, path, state)  # only once the events are on the queue",
+             "        try:\n            await asyncio.to_thread(save_state, path, state)\n            for event in events:\n"
+             "                if event[\"cmdop\"][\"type\"] in wanted:\n                    await queue.put(event)",
+             "tests/e2e/test_events_source.py::test_the_state_is_saved_only_after_the_queue_took_the_events"),
+    Mutation("events-partial-poll", "no machine_left for a fleet that a poll could not read completely", "plugins/module_utils/_events.py",
+             '        if any(key in incomplete for key in old["fleets"]):', "        if False:",
+             "tests/e2e/test_events_source.py::test_a_fleet_that_cannot_be_read_makes_nothing_leave"),
+    Mutation("events-settle", "machine_online/machine_offline only after settle polls in a row", "plugins/module_utils/_events.py",
+             "            if polls >= settle:", "            if polls >= 1:",
+             "tests/unit/plugins/module_utils/test_events.py::test_online_changes_only_after_settle_polls"),
 ]
 
 

@@ -544,6 +544,20 @@ class Store:  # pylint: disable=too-many-public-methods
             raise ApiError(404, "Machine %s not found." % machine_id)
         del self.machines[fleet_id][machine_id]
 
+    @locked
+    def update_machine(self, machine_id: str, changes: Json) -> Json:
+        """Change a machine's fields (an event source sees it online, offline, readdressed...); returns it as the API shows it."""
+        fleet_id = self.machine_fleet.get(machine_id)
+        if fleet_id is None:
+            raise ApiError(404, "Machine %s not found." % machine_id)
+        if {"id", "workspace"} & set(changes):
+            raise ApiError(400, "A machine's id and fleet cannot be changed.")
+        machine = self.machines[fleet_id][machine_id]
+        machine.update(changes)
+        if "is_online" in changes and "status" not in changes:
+            machine["status"] = "online" if changes["is_online"] else "offline"
+        return self._machine_view(machine)
+
     def _with_fleet_fields(self, fleet: Json, fields: Json) -> Json:
         """A copy of ``fleet`` with the given fields changed, validated."""
         stored = self._fleet_copy(fleet)
@@ -1204,6 +1218,7 @@ class Emulator:
             ("DELETE", "/_admin/members", self.admin_remove_member),
             ("POST", "/_admin/machines", self.admin_add_machine),
             ("DELETE", "/_admin/machines/(?P<machine_id>[^/]+)", self.admin_delete_machine),
+            ("PATCH", "/_admin/machines/(?P<machine_id>[^/]+)", self.admin_update_machine),
             ("POST", "/_admin/tokens", self.admin_mint_token),
             ("POST", "/_admin/tokens/expire", self.admin_expire_token),
             ("POST", "/_admin/tokens/revoke", self.admin_revoke_token),
@@ -1360,6 +1375,10 @@ class Emulator:
         """``DELETE /_admin/machines/<id>``."""
         self.store.delete_machine(machine_id)
         return json_response(200, {"deleted": machine_id})
+
+    def admin_update_machine(self, req: HttpRequest, machine_id: str) -> Response:
+        """``PATCH /_admin/machines/<id>`` {field: value, ...}: change a machine's fields (not its ``id`` nor its fleet)."""
+        return json_response(200, self.store.update_machine(machine_id, req.json()))
 
     def admin_mint_token(self, req: HttpRequest) -> Response:
         """``POST /_admin/tokens`` {user, expires_in?, workspace?, omit_expires_in?}: a full token response.
