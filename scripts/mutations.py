@@ -78,6 +78,15 @@ MUTATIONS = [
     Mutation("page-bounds", "machine pages checked against their count", "plugins/module_utils/_client.py",
              "        if pages != max(1, -(-count // size)) and not (count == 0 and pages == 0):", "        if False:",
              "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[pages-forever]"),
+    Mutation("host-not-a-group", "no host takes a group's name or a reserved one (all, localhost...)", "plugins/module_utils/_inventory.py",
+             "    unavailable = RESERVED_NAMES | frozenset(groups)\n", "    unavailable = frozenset()\n",
+             "tests/unit/plugins/module_utils/test_inventory_policy.py::test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one"),
+    Mutation("group-not-a-host", "no group from keyed_groups or groups takes a host's name or the controller's", "plugins/module_utils/_inventory.py",
+             '    if name in hosts:\n        return "a host has that name"\n', "",
+             "tests/unit/plugins/module_utils/test_inventory_policy.py::test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one"),
+    Mutation("names-matched-whole", "host names matched whole (no final newline)", "plugins/module_utils/_inventory.py",
+             '_USABLE_NAME = re.compile(r"\\w[\\w.@-]{0,254}\\Z")', '_USABLE_NAME = re.compile(r"^\\w[\\w.@-]{0,254}$")',
+             "tests/unit/plugins/module_utils/test_inventory_policy.py::test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one"),
 ]
 
 

@@ -273,6 +273,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileErro
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     CONNECT_WITH,
     FLEET_LIST,
+    GROUP_CLASH,
+    HOST_CLASH,
     HOSTNAME_SOURCES,
     ON_ERROR,
     SHOWN,
@@ -291,6 +293,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     plan_from_api,
     plan_from_file,
     plan_single_key,
+    refused_group,
     to_cache,
     usable,
     with_fallback,
@@ -315,6 +318,45 @@ def make_unsafe(value: t.Any) -> t.Any:
     if isinstance(value, (list, tuple, set)):
         return type(value)(make_unsafe(item) for item in value)
     return value
+
+
+def shown_list(items: t.Sequence[str]) -> str:
+    """At most ``SHOWN`` items, and how many more."""
+    more = " and %d more" % (len(items) - SHOWN) if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+class RefusedGroup(str):
+    """The name ``GuardedInventory.add_group`` gives back for a group it did not make."""
+
+
+class GuardedInventory:
+    """The inventory as ansible-core's ``groups`` and ``keyed_groups`` see it: a group ``refused_group`` refuses is not made,
+    and nothing is added to it or made a child of it (the name they get back is a ``RefusedGroup``)."""
+
+    def __init__(self, inventory: t.Any) -> None:
+        self.inventory = inventory
+        self.refused: t.Dict[str, str] = {}  # group name -> why it was not made
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self.inventory, name)
+
+    def add_group(self, group: str) -> str:
+        why = refused_group(group, self.inventory.hosts)
+        if why is None:
+            return self.inventory.add_group(group)
+        self.refused.setdefault(str(group), why)
+        return RefusedGroup(group)
+
+    def add_host(self, host: str, group: t.Optional[str] = None, port: t.Any = None) -> str:
+        if isinstance(group, RefusedGroup):
+            return host
+        return self.inventory.add_host(host, group, port)
+
+    def add_child(self, group: str, child: str) -> bool:
+        if isinstance(group, RefusedGroup) or isinstance(child, RefusedGroup):
+            return False
+        return self.inventory.add_child(group, child)
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -553,6 +595,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             online_only=bool(filters.get("online_only")),
             keep=self._keep if (filters.get("include") or filters.get("exclude")) else None,
             hostvar_fields=frozenset(fields) if fields else None,
+            other_groups=frozenset(self.inventory.groups),
+            other_hosts=frozenset(self.inventory.hosts),
         )
         self._report(result)
         return result
@@ -582,16 +626,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "cmdop: fleets whose group name another fleet already has: %s"
                 % ", ".join("%r is %s (not %s)" % (item.what, item.got, item.wanted) for item in result.renamed_groups)
             )
-        if result.renamed_hosts:
-            shown = ", ".join("machine %s is %r (not %r)" % (item.what, item.got, item.wanted) for item in result.renamed_hosts[:SHOWN])
-            more = " and %d more" % (len(result.renamed_hosts) - SHOWN) if len(result.renamed_hosts) > SHOWN else ""
-            display.warning("cmdop: %d machine(s) prefer a host name an earlier machine (by id) has: %s%s" % (len(result.renamed_hosts), shown, more))
+        for clash, what in ((GROUP_CLASH, "a group's name or one ansible-core reserves (all, ungrouped, localhost...)"),
+                            (HOST_CLASH, "a host name an earlier machine (by id) has")):
+            renamed = [item for item in result.renamed_hosts if item.clash == clash]
+            if renamed:
+                display.warning("cmdop: %d machine(s) prefer %s: %s" % (len(renamed), what, shown_list(
+                    ["machine %s is %r (not %r)" % (item.what, item.got, item.wanted) for item in renamed])))
         if result.without_address:
-            shown = ", ".join(result.without_address[:SHOWN])
-            more = " and %d more" % (len(result.without_address) - SHOWN) if len(result.without_address) > SHOWN else ""
-            display.warning("cmdop: %d host(s) have no value for connect_with, so no ansible_host: %s%s" % (len(result.without_address), shown, more))
+            display.warning("cmdop: %d host(s) have no value for connect_with, so no ansible_host: %s"
+                            % (len(result.without_address), shown_list(result.without_address)))
 
     def _populate(self, result: Layout) -> None:
+        """The groups of the layout, then every host, then the groups ``groups`` and ``keyed_groups`` make (``refused_group``)."""
         strict = self.get_option("strict")
         compose = self.get_option("compose")
         groups = self.get_option("groups")
@@ -601,16 +647,28 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_group(group.name)
             for name, value in group.variables.items():
                 self.inventory.set_variable(group.name, name, make_unsafe(value))
+        variables = {}
         for host in result.hosts:
             self.inventory.add_host(host.name, group=TOP_GROUP)
             for group_name in host.groups:
                 self.inventory.add_host(host.name, group=group_name)
-            variables = make_unsafe(host.variables)
-            for name, value in variables.items():
+            variables[host.name] = make_unsafe(host.variables)
+            for name, value in variables[host.name].items():
                 self.inventory.set_variable(host.name, name, value)
             if compose:
                 self._set_composite_vars(compose, self.inventory.get_host(host.name).get_vars(), host.name, strict=strict)
-            if groups:
-                self._add_host_to_composed_groups(groups, variables, host.name, strict=strict)
-            if keyed_groups:
-                self._add_host_to_keyed_groups(keyed_groups, variables, host.name, strict=strict)
+        if not (groups or keyed_groups):
+            return
+        guarded = GuardedInventory(self.inventory)
+        self.inventory = guarded  # what ansible-core's Constructable adds groups to
+        try:
+            for host in result.hosts:
+                if groups:
+                    self._add_host_to_composed_groups(groups, variables[host.name], host.name, strict=strict)
+                if keyed_groups:
+                    self._add_host_to_keyed_groups(keyed_groups, variables[host.name], host.name, strict=strict)
+        finally:
+            self.inventory = guarded.inventory
+        if guarded.refused:
+            display.warning("cmdop: %d group(s) of keyed_groups or groups not made: %s" % (len(guarded.refused), shown_list(
+                ["%r (%s)" % (name, why) for name, why in guarded.refused.items()])))

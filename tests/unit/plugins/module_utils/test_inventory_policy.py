@@ -7,11 +7,22 @@
 
 from __future__ import annotations
 
+import re
+import typing as t
+
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ansible import constants as C
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
+    CONTROLLER_NAMES,
     FLEET_LIST,
+    GROUP_CLASH,
+    HOST_CLASH,
+    RESERVED_GROUPS,
+    FleetSpec,
     address_of,
     age,
     empty_payload,
@@ -22,6 +33,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     plan_from_api,
     plan_from_file,
     plan_single_key,
+    refused_group,
     to_cache,
     usable,
     with_fallback,
@@ -187,3 +199,95 @@ def test_connect_with_is_tried_in_order_and_hostvar_fields_keeps_only_those_fiel
         "m1": {"cmdop_has_shell": True, "cmdop_fleet": "a", "cmdop_fleets": ["a"], "ansible_host": "203.0.113.1"},
         "m2": {"cmdop_fleet": "a", "cmdop_fleets": ["a"], "ansible_host": "m2.example"},
     }
+
+
+# ---- host names never take a group's name, nor a reserved one --------------------------------------------------
+
+SANITIZE = re.compile(r"[^A-Za-z0-9_]")  # as ansible-core's default group-name sanitizing
+
+
+def sanitize(name: str) -> str:
+    return SANITIZE.sub("_", name)
+
+
+def populate(fleets: t.Sequence[FleetSpec], machines: t.Sequence[dict], constructed: t.Mapping[str, t.Sequence[str]],
+             group_prefix: str = "fleet_") -> t.Tuple[t.Dict[str, str], t.Set[str], t.List[t.Any]]:
+    """What the plugin makes: the layout (groups first, then hosts), then ``constructed`` (machine id -> the group names that
+    keyed_groups or groups would make for it), each admitted by ``refused_group``. Returns machine id -> host name, every
+    group name of the final inventory, and the layout."""
+    result = layout(fleets, {"key": machines}, sanitize=sanitize, group_prefix=group_prefix)
+    hosts = {host.machine_id: host.name for host in result.hosts}
+    groups = set(RESERVED_GROUPS) | {group.name for group in result.groups}
+    for machine_id, wanted in constructed.items():
+        if machine_id in hosts:
+            groups.update(name for name in wanted if refused_group(name, set(hosts.values())) is None)
+    return hosts, groups, result
+
+
+def test_the_controller_names_are_ansible_cores() -> None:
+    assert CONTROLLER_NAMES == frozenset(C.LOCALHOST)
+
+
+def test_a_machine_named_like_a_group_or_the_controller_takes_its_next_preference() -> None:
+    fleets = [FleetSpec(name="team-a", source="key"), FleetSpec(name="web", source="key")]
+    machines = [
+        machine("m1", "f", name="all", hostname="m1.example"),
+        machine("m2", "f", name="localhost", hostname="cmdop"),  # both reserved: its id
+        machine("m3", "f", name="fleet_team_a", hostname="web"),  # a fleet's group; web is free (the group is fleet_web)
+        machine("m4", "f", name="evil\n", hostname="evil"),  # a final newline is no usable name
+        machine("m5", "f", name="127.0.0.1"),
+        machine("m6", "f", name="web"),  # web was m3's next preference, but m6 prefers it: m3 took it first (by id)
+    ]
+    hosts, _groups, result = populate(fleets, machines, {})
+    assert hosts == {"m1": "m1.example", "m2": "m2", "m3": "web", "m4": "evil", "m5": "m5", "m6": "m6"}
+    assert [(item.what, item.wanted, item.got, item.clash) for item in result.renamed_hosts] == [
+        ("m1", "all", "m1.example", GROUP_CLASH), ("m2", "localhost", "m2", GROUP_CLASH), ("m3", "fleet_team_a", "web", GROUP_CLASH),
+        ("m5", "127.0.0.1", "m5", GROUP_CLASH), ("m6", "web", "m6", HOST_CLASH)]
+
+
+def test_an_id_that_is_a_groups_name_gets_a_number() -> None:
+    hosts, _groups, _result = populate([FleetSpec(name="a", source="key")], [machine("cmdop", "f", name="cmdop"), machine("all", "f")], {})
+    assert hosts == {"cmdop": "cmdop-2", "all": "all-2"}
+
+
+def test_another_sources_groups_and_hosts_are_taken_too() -> None:
+    result = layout([FleetSpec(name="web", source="key")], {"key": [machine("m1", "f", name="db"), machine("m2", "f", name="ok")]},
+                    sanitize=sanitize, group_prefix="", other_groups={"db"}, other_hosts={"web"})
+    assert [group.name for group in result.groups] == ["web_2"]
+    assert [host.name for host in result.hosts] == ["m1", "ok"]
+
+
+def test_a_group_made_after_the_hosts_is_refused_when_a_host_or_the_controller_has_its_name() -> None:
+    assert refused_group("web", {"web", "db"}) == "a host has that name"
+    assert refused_group("localhost", set()) == "it is a name of the controller (localhost)"
+    assert refused_group("os_linux", {"web"}) is None
+
+
+machine_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,12}", fullmatch=True)  # the listing schema's machine ids
+names = (st.sampled_from(sorted(RESERVED_GROUPS | CONTROLLER_NAMES) + ["web", "db", "fleet_a", "fleet_web", "evil\n", "web\n", " web", "a b"])
+         | st.text(max_size=12) | machine_ids)
+
+
+@st.composite
+def inventories(draw: t.Callable) -> t.Tuple[t.List[FleetSpec], t.List[dict], t.Dict[str, t.List[str]], str]:
+    ids = draw(st.lists(machine_ids, min_size=1, max_size=12, unique=True))
+    machines = [dict({"id": machine_id, "workspace": "f"}, **draw(st.fixed_dictionaries({}, optional={"name": names, "hostname": names})))
+                for machine_id in ids]
+    fleets = [FleetSpec(name=name, source="key") for name in draw(st.lists(names, min_size=1, max_size=4))]
+    constructed = {machine_id: draw(st.lists(names | st.sampled_from(ids), max_size=4)) for machine_id in ids}  # keyed groups from API values
+    return fleets, machines, constructed, draw(st.sampled_from(["", "fleet_"]))
+
+
+@settings(max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inventories())
+def test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one(case: t.Any) -> None:
+    fleets, machines, constructed, group_prefix = case
+    hosts, groups, _result = populate(fleets, machines, constructed, group_prefix)
+    assert sorted(hosts) == sorted(machine["id"] for machine in machines)  # every machine is a host
+    names_given = list(hosts.values())
+    assert len(set(names_given)) == len(names_given)  # no two machines share a host
+    assert not set(names_given) & groups, (hosts, groups)
+    assert not set(names_given) & CONTROLLER_NAMES
+    assert not groups & CONTROLLER_NAMES
+    for name in names_given:
+        assert not re.search(r"[\s\x00-\x1f\x7f]", name), repr(name)
