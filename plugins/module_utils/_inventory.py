@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import API_KEY, OAUTH, CmdopError, Credential, UnauthorizedError
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, entry_scope, normalize_url
-from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import new_fleet_names
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import fleet_key, new_fleet_names
 from ansible_collections.cmdop.fleet.plugins.module_utils._timestamps import format_utc
 
 TOP_GROUP = "cmdop"
@@ -301,7 +301,7 @@ def layout(
     membership: t.Dict[str, t.List[int]] = {}
     for index, fleet in enumerate(fleets):
         for machine in listings.get(fleet.source, ()):
-            if fleet.by_workspace and machine.get("workspace") != fleet.remote_id:
+            if fleet.by_workspace and fleet_key(machine.get("workspace")) != fleet_key(fleet.remote_id):
                 continue
             machines.setdefault(machine["id"], machine)
             indexes = membership.setdefault(machine["id"], [])
@@ -314,7 +314,8 @@ def layout(
             continue
         indexes = membership[machine_id]
         own = [fleets[index].name for index in indexes]
-        home = next((fleets[index].name for index in indexes if fleets[index].remote_id and fleets[index].remote_id == machine.get("workspace")), own[0])
+        home = next((fleets[index].name for index in indexes
+                     if fleets[index].remote_id and fleet_key(fleets[index].remote_id) == fleet_key(machine.get("workspace"))), own[0])
         variables = machine_variables(machine, hostvar_prefix, hostvar_fields)
         variables[hostvar_prefix + "fleet"] = home
         variables[hostvar_prefix + "fleets"] = own
@@ -466,7 +467,7 @@ def fleets_to_show(plan: Plan, payload: t.Mapping[str, t.Any]) -> t.List[FleetSp
     if plan.single_key is not None:
         seen: t.Dict[str, dict] = {}
         for machine in sorted(payload["listings"].get(plan.single_key, []), key=lambda machine: machine["id"]):
-            seen.setdefault(machine["workspace"], {"id": machine["workspace"], "name": machine.get("workspace_name") or ""})
+            seen.setdefault(fleet_key(machine["workspace"]), {"id": machine["workspace"], "name": machine.get("workspace_name") or ""})
         return _named(list(seen.values()), plan.single_key, lambda fleet: {})
     return plan.fleets
 

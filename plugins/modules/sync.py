@@ -12,10 +12,11 @@ description:
   - Does on the target host what C(cmdop login) does to C(~/.cmdop/ssh_workspaces.json), without a browser;
     it fetches the user's fleets with OAuth (or takes them from O(fleets)), adds new fleets, updates known ones,
     marks fleets the user has left as inactive, and writes the file atomically, only when it changed.
-  - "Reconciliation rules: an entry is matched to a server fleet by C(remote_id). A matched entry takes the server's
+  - "Reconciliation rules: an entry is matched to a server fleet by C(remote_id), without case (UUIDs). A matched entry takes the server's
     name as C(remote_name) and loses C(inactive) if it had it (reactivated). An entry of this O(mode) whose fleet the
     server no longer lists gets C(\"inactive\": true); its API key stays. A server fleet no entry knows is added with
-    an empty C(api_key) under a new local name."
+    an empty C(api_key) under a new local name (the server's slug or name with accents taken off, C(equipe-paris) for
+    C(Équipe Paris); C(fleet-) and 8 characters of its id when neither holds a Latin letter). Local names are never renamed."
   - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values,
     entries of the other mode, and keys this module does not know (at the top level and in entries)."
   - "Which entries belong to a mode: an entry whose C(server) is empty or V(https://api.cmdop.com) is prod's; one whose

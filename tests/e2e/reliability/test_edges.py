@@ -75,3 +75,64 @@ def test_the_roles_extra_options_are_merged_in_depth_with_its_filters(emulator, 
     assert written.rc == 0, written.describe()
     config = yaml.safe_load(source.read_text(encoding="utf-8"))
     assert config["filters"] == {"online_only": False, "include": ["cmdop_os == 'linux'"]} and config["connect_with"] == "local_ip", config
+
+
+# ---- local names keep their letters; fleet ids are compared without case -------------------------------------------
+
+PARIS, LYON, ZURI, KOMANDA, OLD = ("ed9e0000-0000-4000-8000-0000000000%s" % suffix for suffix in ("a1", "a2", "b2", "c3", "d4"))
+SERVER_FLEETS = [
+    {"id": PARIS, "name": "Équipe Paris", "slug": ""},
+    {"id": LYON, "name": "Équipe Lyon", "slug": ""},
+    {"id": ZURI, "name": "Züri Ops", "slug": "züri-ops"},
+    {"id": KOMANDA, "name": "Команда", "slug": ""},
+    {"id": OLD, "name": "Old Team", "slug": "old-team"},
+]
+NAMES_SEED = {
+    "users": [{"id": ALICE, "email": "alice@example.com"}],
+    "fleets": [dict(fleet, members=[ALICE], api_keys=[]) for fleet in SERVER_FLEETS],
+    "machines": [{"id": "m-%s" % fleet["id"][-2:], "workspace": fleet["id"], "name": "box-%s" % fleet["id"][-2:], "local_ips": []}
+                 for fleet in SERVER_FLEETS],
+    "tokens": [{"access_token": TOKEN, "refresh_token": REFRESH, "user": ALICE, "expires_in": 36000}],
+}
+
+
+@pytest.mark.parametrize("emulator_seed", [NAMES_SEED])
+@pytest.mark.case("Local names and fleet ids", "a sync adding fleets named Équipe Lyon (no slug), Züri Ops (slug züri-ops) and "
+                  "Команда, beside an entry quipe-paris an older version made for Équipe Paris and a hand-edited upper-case "
+                  "remote_id; a second sync given the fleets with upper-case ids (fleets:); the inventory over the file",
+                  "new names keep their letters (equipe-lyon, zuri-ops) and a name without Latin letters is fleet- and 8 "
+                  "characters of its id; no entry is renamed, deactivated or added twice; ids stay as written; the entry "
+                  "with the upper-case id holds its machine in the inventory")
+def test_local_names_keep_their_letters_and_fleet_ids_match_without_case(emulator, run_playbook, run_inventory, tmp_path, token_file):
+    fleet_file = tmp_path / "ssh_workspaces.json"
+    old_paris = {"name": "quipe-paris", "api_key": "", "server": "", "remote_id": PARIS, "remote_name": "Équipe Paris"}
+    hand_edited = {"name": "old-name", "api_key": "", "server": "", "remote_id": OLD.upper(), "remote_name": "Old Team"}
+    fleet_file.write_text(json.dumps({"active": "", "workspaces": [old_paris, hand_edited]}, indent=2), encoding="utf-8")
+    fleet_file.chmod(0o600)
+    sync = {"api_url": emulator.url, "path": str(fleet_file), "token_file": str(token_file)}
+    upper = [dict(fleet, id=fleet["id"].upper()) for fleet in SERVER_FLEETS]
+    result = run_playbook([{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [
+        {"name": "sync", "cmdop.fleet.sync": sync},
+        {"name": "again", "cmdop.fleet.sync": dict(sync, fleets=upper)},
+    ]}], None)
+    assert result.rc == 0, result.describe()
+    document = json.loads(fleet_file.read_text(encoding="utf-8"))
+    komanda = "fleet-%s" % KOMANDA[:8]
+    assert [(entry["name"], entry["remote_id"], entry.get("inactive", False)) for entry in document["workspaces"]] == [
+        ("quipe-paris", PARIS, False),  # an older version's name: never renamed
+        ("old-name", OLD.upper(), False),  # the server's fleet (lower-case id): kept as written, not deactivated
+        ("equipe-lyon", LYON, False), ("zuri-ops", ZURI, False), (komanda, KOMANDA, False),
+    ], document
+    assert result.task("sync", "localhost")["added"] == [{"name": name, "remote_id": fleet} for name, fleet in
+                                                          (("equipe-lyon", LYON), ("zuri-ops", ZURI), (komanda, KOMANDA))]
+    again = result.task("again", "localhost")
+    assert again["changed"] is False and again["added"] == [] and again["deactivated"] == [], again
+
+    source = tmp_path / "file.cmdop.yml"
+    source.write_text(yaml.safe_dump({"plugin": "cmdop.fleet.cmdop", "path": str(fleet_file), "token_file": str(token_file),
+                                      "api_url": emulator.url}), encoding="utf-8")
+    listed = run_inventory(["-i", str(source), "--list"], env={"ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true", "CMDOP_TOKEN": None})
+    assert listed.rc == 0, listed.describe()
+    groups = listed.json()
+    assert groups["fleet_old_name"]["hosts"] == ["box-d4"], groups
+    assert groups["fleet_equipe_lyon"]["hosts"] == ["box-a2"] and groups["fleet_%s" % komanda.replace("-", "_")]["hosts"] == ["box-c3"], groups

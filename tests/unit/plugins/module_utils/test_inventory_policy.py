@@ -96,7 +96,7 @@ def test_fleets_from_api_and_a_single_key() -> None:
     assert single.single_key in single.credentials and single.fleet_list is None
     payload = dict(empty_payload(NOW), listings={single.single_key: [machine("m2", "fz", workspace_name="Zed"), machine("m1", "fy")]})
     verdict = judge(single, payload, "fail", "here", "prod")
-    assert [(fleet.name, fleet.remote_id) for fleet in verdict.fleets] == [("fleet", "fy"), ("zed", "fz")]
+    assert [(fleet.name, fleet.remote_id) for fleet in verdict.fleets] == [("fleet-fy", "fy"), ("zed", "fz")]  # no name: from its id
 
 
 def listed(plan: object, failed: dict) -> dict:
@@ -291,3 +291,13 @@ def test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one(ca
     assert not groups & CONTROLLER_NAMES
     for name in names_given:
         assert not re.search(r"[\s\x00-\x1f\x7f]", name), repr(name)
+
+
+def test_a_fleets_machines_are_matched_by_workspace_without_case() -> None:
+    fleets = [FleetSpec(name="a", source="oauth", remote_id="ABCDEF", by_workspace=True), FleetSpec(name="b", source="oauth", remote_id="ff", by_workspace=True)]
+    result = layout(fleets, {"oauth": [machine("m1", "abcdef"), machine("m2", "AbCdEf"), machine("m3", "FF")]}, sanitize=sanitize)
+    assert {host.name: (host.groups, host.variables["cmdop_fleet"]) for host in result.hosts} == {
+        "m1": (["fleet_a"], "a"), "m2": (["fleet_a"], "a"), "m3": (["fleet_b"], "b")}
+    single = plan_single_key("key-x", API)
+    payload = dict(empty_payload(NOW), listings={single.single_key: [machine("m1", "abcdef"), machine("m2", "ABCDEF")]})
+    assert [fleet.remote_id for fleet in judge(single, payload, "fail", "here", "prod").fleets] == ["abcdef"]  # one fleet, as given first
