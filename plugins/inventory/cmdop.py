@@ -87,6 +87,8 @@ options:
     description:
       - Base URL of the CMDOP API. Defaults to V(https://api.cmdop.com) for O(mode=prod) and V(https://dev.cmdop.com) for O(mode=dev).
       - Credentials are only sent over HTTPS; plain V(http://) is accepted for V(localhost) and loopback addresses only.
+      - A URL with user info (V(https://user:password@host)) is refused, with a message that does not show it; give the credential
+        as O(token), O(token_file) or O(api_key).
       - If not set, the environment variable E(CMDOP_API_URL) is used, then E(CMDOP_API_BASE_URL) (the one CMDOP's SDKs read);
         when both are set, E(CMDOP_API_URL) wins, as it does for the modules.
     type: str
@@ -203,12 +205,13 @@ options:
     default: fail
   page_size:
     description:
-      - How many machines to ask for per page. Every page is read, to the last.
+      - How many machines to ask for per page, from 1 to 1000. Every page is read, to the last.
     type: int
     default: 200
   max_workers:
     description:
       - How many fleets' listings are read at once, and how many pages of one listing are read at once after its first page.
+      - From 1 to 64.
     type: int
     default: 8
 notes:
@@ -272,7 +275,7 @@ from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes
-from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, scrub
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, check_api_numbers, check_no_user_info, check_number, scrub
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, read_text
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     CONNECT_WITH,
@@ -307,6 +310,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import FLEET_
 from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError, TokenStore
 
 display = Display()
+NUMBERS = {"page_size": (1, 1000), "max_workers": (1, 64)}  # the plugin's own numeric options (the API's: API_NUMBERS)
 
 
 def make_unsafe(value: t.Any) -> t.Any:
@@ -431,8 +435,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for key in ("include", "exclude"):
             if not isinstance(filters.get(key) or [], list):
                 raise CmdopError("filters.%s must be a list of conditions" % key)
-        if self.get_option("page_size") < 1 or self.get_option("max_workers") < 1:
-            raise CmdopError("page_size and max_workers must be at least 1")
+        check_api_numbers(self.get_option)
+        for name, (low, high) in NUMBERS.items():
+            check_number(name, self.get_option(name), low, high)
+        check_no_user_info(self._api_url())
         if self.get_option("on_error") not in ON_ERROR:
             raise CmdopError("on_error must be one of %s" % ", ".join(ON_ERROR))
         if self.get_option("on_error") == "cache" and not self.get_option("cache"):

@@ -136,3 +136,69 @@ def test_local_names_keep_their_letters_and_fleet_ids_match_without_case(emulato
     groups = listed.json()
     assert groups["fleet_old_name"]["hosts"] == ["box-d4"], groups
     assert groups["fleet_equipe_lyon"]["hosts"] == ["box-a2"] and groups["fleet_%s" % komanda.replace("-", "_")]["hosts"] == ["box-c3"], groups
+
+
+# ---- numbers out of range, and user info in api_url: the collection's own one-line message ----------------------------
+
+PASSWORD = "pw-Edges-9f8e7d6c5b4a"
+OUT_OF_RANGE = [
+    ({"timeout": 0}, "timeout must be more than 0 and at most 3600, not 0.0"),
+    ({"timeout": -5.5}, "timeout must be more than 0 and at most 3600, not -5.5"),
+    ({"timeout": float("nan")}, "timeout must be more than 0 and at most 3600, not nan"),
+    ({"timeout": 1e12}, "timeout must be more than 0 and at most 3600, not 1000000000000.0"),
+    ({"retries": -1}, "retries must be at least 0 and at most 100, not -1"),
+    ({"retries": 100000}, "retries must be at least 0 and at most 100, not 100000"),
+]
+INVENTORY_ONLY = [
+    ({"page_size": 0}, "page_size must be at least 1 and at most 1000, not 0"),
+    ({"page_size": 10 ** 9}, "page_size must be at least 1 and at most 1000, not 1000000000"),
+    ({"max_workers": 0}, "max_workers must be at least 1 and at most 64, not 0"),
+    ({"max_workers": 100000}, "max_workers must be at least 1 and at most 64, not 100000"),
+]
+USER_INFO = "api_url must not hold a user name or password (user:password@ before the host)"
+
+
+def user_info_url(emulator: t.Any) -> str:
+    return emulator.url.replace("://", "://alice:%s@" % PASSWORD)
+
+
+def one_line(message: str, expected: str) -> None:
+    assert expected in message, message
+    assert "\n" not in message.strip() and "Traceback" not in message and "MODULE FAILURE" not in message, message
+
+
+@pytest.mark.case("Numbers and URLs", "cmdop.fleet.fleet_info with timeout 0, -5.5, nan or 1e12, retries -1 or 100000, and an api_url "
+                  "with user:password@ (through ansible-playbook)",
+                  "each fails with the collection's one-line message naming the option, its bounds and the value (no traceback, "
+                  "no library's error); the URL with the password is refused and shown nowhere, not even in the invocation")
+def test_the_modules_check_every_number_and_refuse_user_info_in_the_url(emulator, run_playbook, tmp_path, token_file):
+    cases = [(dict(options, api_url=emulator.url), "fleet_info: " + message) for options, message in OUT_OF_RANGE]
+    cases.append(({"api_url": user_info_url(emulator)}, "fleet_info: " + USER_INFO))
+    tasks = [{"name": "case %d" % index, "cmdop.fleet.fleet_info": dict(options, token_file=str(token_file)), "ignore_errors": True}
+             for index, (options, _message) in enumerate(cases)]
+    result = run_playbook([{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}], None, verbosity=1)
+    for index, (_options, message) in enumerate(cases):
+        outcome = result.task("case %d" % index, "localhost")
+        assert result.status("case %d" % index, "localhost") == "failed", outcome
+        one_line(outcome["msg"], message)
+        assert outcome["msg"].startswith(message), outcome["msg"]
+    assert PASSWORD not in result.stdout + result.stderr + json.dumps(result.task_entries())
+    assert not [item for item in emulator.admin("GET", "requests") if item["path"].startswith("/api/")]  # nothing was sent
+
+
+@pytest.mark.case("Numbers and URLs", "the inventory with timeout 0, nan or 1e12, retries -1 or 100000, page_size 0 or 10^9, "
+                  "max_workers 0 or 100000, and an api_url with user:password@ (through ansible-inventory)",
+                  "each fails with the collection's one-line message naming the option, its bounds and the value; the URL with the "
+                  "password is refused and shown nowhere")
+@pytest.mark.parametrize("options, message", OUT_OF_RANGE + INVENTORY_ONLY + [(None, USER_INFO)])
+def test_the_inventory_checks_every_number_and_refuses_user_info_in_the_url(emulator, run_inventory, tmp_path, token_file, options, message):
+    config = {"plugin": "cmdop.fleet.cmdop", "fleets_from": "api", "token_file": str(token_file), "api_url": emulator.url}
+    config.update(options if options is not None else {"api_url": user_info_url(emulator)})
+    source = tmp_path / "numbers.cmdop.yml"
+    source.write_text(yaml.safe_dump(config), encoding="utf-8")
+    listed = run_inventory(["-i", str(source), "--list"], env={"ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true", "CMDOP_TOKEN": None})
+    assert listed.rc != 0, listed.describe()
+    text = " ".join(listed.stderr.split())
+    assert "cmdop: " + message in text, listed.stderr
+    assert "Traceback" not in listed.stderr and PASSWORD not in listed.stdout + listed.stderr, listed.stderr
+    assert not [item for item in emulator.admin("GET", "requests") if item["path"].startswith("/api/")]
