@@ -104,7 +104,7 @@ options:
     default: false
   lock_timeout:
     description:
-      - Seconds to wait for another run that holds the file's lock.
+      - Seconds to wait for another run that holds the file's lock, from 0 to 86400.
     type: float
     default: 30
   file_mode:
@@ -225,6 +225,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._target_python import 
 require_python()  # before the module_utils below, which cannot even compile on an older Python
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import check_number
 from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     API_ARGUMENT_SPEC,
     check_libraries,
@@ -294,6 +295,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     if module.params["last_synced_max_age"] < 0:
         module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
+    check_number("lock_timeout", module.params["lock_timeout"], 0, 86400)
     fleets = fetch_fleets(module, result, file_secrets(path))
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)

@@ -186,6 +186,20 @@ def test_the_modules_check_every_number_and_refuse_user_info_in_the_url(emulator
     assert not [item for item in emulator.admin("GET", "requests") if item["path"].startswith("/api/")]  # nothing was sent
 
 
+@pytest.mark.case("Numbers and URLs", "cmdop.fleet.sync (given fleets:) with lock_timeout nan, -1 or 10^9 (through ansible-playbook)",
+                  "each fails with the collection's one-line message, the fleet file untouched (nan waited forever on a held lock)")
+def test_sync_checks_its_lock_timeout(run_playbook, tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    cases = [(float("nan"), "nan"), (-1, "-1.0"), (10 ** 9, "1000000000.0")]
+    tasks = [{"name": "case %d" % index, "ignore_errors": True, "cmdop.fleet.sync": {
+        "path": str(path), "lock_timeout": value, "fleets": [{"id": FLEET, "name": "Edges"}]}} for index, (value, _shown) in enumerate(cases)]
+    result = run_playbook([{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}], None)
+    for index, (_value, shown) in enumerate(cases):
+        assert result.status("case %d" % index, "localhost") == "failed"
+        assert result.task("case %d" % index, "localhost")["msg"] == "sync: lock_timeout must be at least 0 and at most 86400, not %s" % shown
+    assert not path.exists()
+
+
 @pytest.mark.case("Numbers and URLs", "the inventory with timeout 0, nan or 1e12, retries -1 or 100000, page_size 0 or 10^9, "
                   "max_workers 0 or 100000, and an api_url with user:password@ (through ansible-inventory)",
                   "each fails with the collection's one-line message naming the option, its bounds and the value; the URL with the "
