@@ -87,6 +87,15 @@ MUTATIONS = [
     Mutation("names-matched-whole", "host names matched whole (no final newline)", "plugins/module_utils/_inventory.py",
              '_USABLE_NAME = re.compile(r"\\w[\\w.@-]{0,254}\\Z")', '_USABLE_NAME = re.compile(r"^\\w[\\w.@-]{0,254}$")',
              "tests/unit/plugins/module_utils/test_inventory_policy.py::test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one"),
+    Mutation("fleet-ids-without-case", "fleet ids compared without case (sync and inventory)", "plugins/module_utils/_reconcile.py",
+             'return fleet_id.lower() if isinstance(fleet_id, str) else ""', 'return fleet_id if isinstance(fleet_id, str) else ""',
+             "tests/e2e/reliability/test_edges.py::test_local_names_keep_their_letters_and_fleet_ids_match_without_case"),
+    Mutation("local-names-keep-letters", "new local names keep their letters (accents taken off)", "plugins/module_utils/_reconcile.py",
+             '    text = unicodedata.normalize("NFKD", text.strip().casefold().translate(_LATIN))\n', "    text = text.strip().casefold()\n",
+             "tests/unit/plugins/module_utils/test_reconcile.py::test_hostile_names_become_safe_typeable_names"),
+    Mutation("no-user-info-in-api-url", "refusing user info in api_url (never shown)", "plugins/module_utils/_api.py",
+             '    if "@" in api_url:\n        raise CmdopError(', '    if False:\n        raise CmdopError(',
+             "tests/e2e/reliability/test_edges.py::test_the_modules_check_every_number_and_refuse_user_info_in_the_url"),
 ]
 
 

@@ -657,7 +657,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_group(group.name)
             for name, value in group.variables.items():
                 self.inventory.set_variable(group.name, name, make_unsafe(value))
-        variables = {}
+        variables: t.Dict[str, t.Dict[str, t.Any]] = {}  # host name -> its variables, marked as data
         for host in result.hosts:
             self.inventory.add_host(host.name, group=TOP_GROUP)
             for group_name in host.groups:

@@ -294,7 +294,8 @@ def test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one(ca
 
 
 def test_a_fleets_machines_are_matched_by_workspace_without_case() -> None:
-    fleets = [FleetSpec(name="a", source="oauth", remote_id="ABCDEF", by_workspace=True), FleetSpec(name="b", source="oauth", remote_id="ff", by_workspace=True)]
+    fleets = [FleetSpec(name="a", source="oauth", remote_id="ABCDEF", by_workspace=True),
+              FleetSpec(name="b", source="oauth", remote_id="ff", by_workspace=True)]
     result = layout(fleets, {"oauth": [machine("m1", "abcdef"), machine("m2", "AbCdEf"), machine("m3", "FF")]}, sanitize=sanitize)
     assert {host.name: (host.groups, host.variables["cmdop_fleet"]) for host in result.hosts} == {
         "m1": (["fleet_a"], "a"), "m2": (["fleet_a"], "a"), "m3": (["fleet_b"], "b")}
