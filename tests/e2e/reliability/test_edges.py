@@ -123,8 +123,8 @@ def test_local_names_keep_their_letters_and_fleet_ids_match_without_case(emulato
         ("old-name", OLD.upper(), False),  # the server's fleet (lower-case id): kept as written, not deactivated
         ("equipe-lyon", LYON, False), ("zuri-ops", ZURI, False), (komanda, KOMANDA, False),
     ], document
-    assert result.task("sync", "localhost")["added"] == [{"name": name, "remote_id": fleet} for name, fleet in
-                                                          (("equipe-lyon", LYON), ("zuri-ops", ZURI), (komanda, KOMANDA))]
+    added = (("equipe-lyon", LYON), ("zuri-ops", ZURI), (komanda, KOMANDA))
+    assert result.task("sync", "localhost")["added"] == [{"name": name, "remote_id": fleet} for name, fleet in added]
     again = result.task("again", "localhost")
     assert again["changed"] is False and again["added"] == [] and again["deactivated"] == [], again
 
