@@ -200,19 +200,17 @@ def test_sync_checks_its_lock_timeout(run_playbook, tmp_path):
     assert not path.exists()
 
 
-@pytest.mark.case("Numbers and URLs", "the inventory with timeout 0, nan or 1e12, retries -1 or 100000, page_size 0 or 10^9, "
+@pytest.mark.case("Numbers and URLs", "the inventory with timeout 0, -5.5, nan or 1e12, retries -1 or 100000, page_size 0 or 10^9, "
                   "max_workers 0 or 100000, and an api_url with user:password@ (through ansible-inventory)",
                   "each fails with the collection's one-line message naming the option, its bounds and the value; the URL with the "
-                  "password is refused and shown nowhere")
-@pytest.mark.parametrize("options, message", OUT_OF_RANGE + INVENTORY_ONLY + [(None, USER_INFO)])
-def test_the_inventory_checks_every_number_and_refuses_user_info_in_the_url(emulator, run_inventory, tmp_path, token_file, options, message):
-    config = {"plugin": "cmdop.fleet.cmdop", "fleets_from": "api", "token_file": str(token_file), "api_url": emulator.url}
-    config.update(options if options is not None else {"api_url": user_info_url(emulator)})
-    source = tmp_path / "numbers.cmdop.yml"
-    source.write_text(yaml.safe_dump(config), encoding="utf-8")
-    listed = run_inventory(["-i", str(source), "--list"], env={"ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true", "CMDOP_TOKEN": None})
-    assert listed.rc != 0, listed.describe()
-    text = " ".join(listed.stderr.split())
-    assert "cmdop: " + message in text, listed.stderr
-    assert "Traceback" not in listed.stderr and PASSWORD not in listed.stdout + listed.stderr, listed.stderr
+                  "password is refused and shown nowhere; no request is sent")
+def test_the_inventory_checks_every_number_and_refuses_user_info_in_the_url(emulator, run_inventory, tmp_path, token_file):
+    base = {"plugin": "cmdop.fleet.cmdop", "fleets_from": "api", "token_file": str(token_file), "api_url": emulator.url}
+    for options, message in OUT_OF_RANGE + INVENTORY_ONLY + [({"api_url": user_info_url(emulator)}, USER_INFO)]:
+        source = tmp_path / "numbers.cmdop.yml"
+        source.write_text(yaml.safe_dump(dict(base, **options)), encoding="utf-8")
+        listed = run_inventory(["-i", str(source), "--list"], env={"ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true", "CMDOP_TOKEN": None})
+        assert listed.rc != 0, listed.describe()
+        assert "cmdop: " + message in " ".join(listed.stderr.split()), listed.stderr
+        assert "Traceback" not in listed.stderr and PASSWORD not in listed.stdout + listed.stderr, listed.stderr
     assert not [item for item in emulator.admin("GET", "requests") if item["path"].startswith("/api/")]
