@@ -285,6 +285,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     HOSTNAME_SOURCES,
     ON_ERROR,
     SHOWN,
+    SOURCE_CLASH,
     TOP_GROUP,
     FleetSpec,
     Labelled,
@@ -606,7 +607,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             keep=self._keep if (filters.get("include") or filters.get("exclude")) else None,
             hostvar_fields=frozenset(fields) if fields else None,
             other_groups=frozenset(self.inventory.groups),
-            other_hosts=frozenset(self.inventory.hosts),
+            other_hosts={name: str(host.vars.get(self.get_option("hostvar_prefix") + "id") or "") for name, host in self.inventory.hosts.items()},
         )
         self._report(result)
         return result
@@ -637,6 +638,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 % ", ".join("%r is %s (not %s)" % (item.what, item.got, item.wanted) for item in result.renamed_groups)
             )
         for clash, what in ((GROUP_CLASH, "a group's name or one ansible-core reserves (all, ungrouped, localhost...)"),
+                            (SOURCE_CLASH, "the name of a host an earlier inventory source made"),
                             (HOST_CLASH, "a host name an earlier machine (by id) has")):
             renamed = [item for item in result.renamed_hosts if item.clash == clash]
             if renamed:

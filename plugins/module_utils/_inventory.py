@@ -19,7 +19,8 @@ documented in the plugin and in ``docs/inventory.md``:
   Machines are taken in order of their id; when several prefer the same name, the
   first keeps it and each later one takes its next preference that is no machine's
   preferred name and still free, finally its id. Nothing is ever replaced.
-- No host shares its name with a group, and none takes a name ansible-core reserves
+- No host shares its name with a group or with another machine's host of an
+  earlier source, and none takes a name ansible-core reserves
   (``all``, ``ungrouped``) or answers as the controller (``localhost``...): the
   groups made first (``cmdop``, the fleets' groups, other sources' groups) keep
   their names and the machine takes its next preference, as for a duplicate; a
@@ -110,6 +111,7 @@ class Group:
 
 HOST_CLASH = "host"  # Renamed.clash: another machine (earlier by id) has the name
 GROUP_CLASH = "group"  # Renamed.clash: a group has the name, or ansible-core reserves it
+SOURCE_CLASH = "source"  # Renamed.clash: a host of an earlier inventory source, not this machine, has the name
 
 
 @dataclass
@@ -199,16 +201,23 @@ def _candidates(machine: t.Mapping[str, t.Any], preferences: t.Sequence[str]) ->
 
 
 def host_names(machines: t.Sequence[t.Mapping[str, t.Any]], preferences: t.Sequence[str],
-               groups: t.Collection[str] = ()) -> t.Tuple[t.Dict[str, str], t.List[Renamed]]:
+               groups: t.Collection[str] = (), others: t.Optional[t.Mapping[str, str]] = None) -> t.Tuple[t.Dict[str, str], t.List[Renamed]]:
     """Machine id -> host name, by the duplicate rule, and the machines that did not get their preferred name.
 
     No host takes a name of ``groups`` (the groups made before the hosts) or of
-    ``RESERVED_NAMES``: such a name is skipped as a taken one is.
+    ``RESERVED_NAMES``, nor one of ``others`` (hosts of earlier sources: name ->
+    their machine id, empty when they are none) unless it is the same machine:
+    such a name is skipped as a taken one is.
     """
     unavailable = RESERVED_NAMES | frozenset(groups)
+    others = others or {}
+
+    def free_for(machine_id: str, name: str) -> bool:
+        return name not in unavailable and others.get(name, machine_id) == machine_id
+
     ordered = sorted(machines, key=lambda machine: machine["id"])
     candidates = {machine["id"]: _candidates(machine, preferences) for machine in ordered}
-    allowed = {machine_id: [name for name in names if name not in unavailable] for machine_id, names in candidates.items()}
+    allowed = {machine_id: [name for name in names if free_for(machine_id, name)] for machine_id, names in candidates.items()}
     names: t.Dict[str, str] = {}
     taken: t.Set[str] = set()
     later: t.List[str] = []
@@ -226,7 +235,7 @@ def host_names(machines: t.Sequence[t.Mapping[str, t.Any]], preferences: t.Seque
         counter = 2
         while got is None:  # even the id is taken (another machine is named after it) or a group's
             candidate = "%s-%d" % (machine_id, counter)
-            got = None if candidate in taken or candidate in unavailable else candidate
+            got = candidate if candidate not in taken and free_for(machine_id, candidate) else None
             counter += 1
         names[machine_id] = got
         taken.add(got)
@@ -234,7 +243,8 @@ def host_names(machines: t.Sequence[t.Mapping[str, t.Any]], preferences: t.Seque
     for machine in ordered:
         wanted, got = candidates[machine["id"]][0], names[machine["id"]]
         if got != wanted:
-            renamed.append(Renamed(wanted=wanted, got=got, what=machine["id"], clash=GROUP_CLASH if wanted in unavailable else HOST_CLASH))
+            clash = GROUP_CLASH if wanted in unavailable else HOST_CLASH if free_for(machine["id"], wanted) else SOURCE_CLASH
+            renamed.append(Renamed(wanted=wanted, got=got, what=machine["id"], clash=clash))
     return names, renamed
 
 
@@ -285,7 +295,7 @@ def layout(
     keep: t.Optional[t.Callable[[t.Dict[str, t.Any]], bool]] = None,
     hostvar_fields: t.Optional[t.Collection[str]] = None,
     other_groups: t.Collection[str] = (),
-    other_hosts: t.Collection[str] = (),
+    other_hosts: t.Optional[t.Mapping[str, str]] = None,
 ) -> Layout:
     """Hosts and groups for the given fleets; ``keep`` (host variables -> bool) filters hosts.
 
@@ -293,10 +303,11 @@ def layout(
     no field). ``hostvar_fields``: the machine fields kept as host variables
     (None: all); host names and ``connect_with`` use every field either way.
     ``other_groups``, ``other_hosts``: what the inventory already has (earlier
-    sources): no host takes a group's name, no fleet group a host's.
+    sources; hosts as name -> their machine id, empty when they are none): no host
+    takes a group's name or another machine's host's, no fleet group a host's.
     """
     sources = [source for source in connect_with if source != "none"]
-    fleet_groups, renamed_groups = group_names(fleets, group_prefix, sanitize, other_hosts)
+    fleet_groups, renamed_groups = group_names(fleets, group_prefix, sanitize, other_hosts or ())
     machines: t.Dict[str, t.Mapping[str, t.Any]] = {}
     membership: t.Dict[str, t.List[int]] = {}
     for index, fleet in enumerate(fleets):
@@ -322,7 +333,7 @@ def layout(
         if keep is None or keep(variables):
             kept[machine_id] = variables
 
-    names, renamed_hosts = host_names([machines[machine_id] for machine_id in kept], hostnames, set(fleet_groups) | set(other_groups))
+    names, renamed_hosts = host_names([machines[machine_id] for machine_id in kept], hostnames, set(fleet_groups) | set(other_groups), other_hosts)
     hosts = []
     without_address = []
     for machine_id in sorted(kept, key=lambda key: names[key]):

@@ -126,3 +126,27 @@ def test_a_machine_named_like_a_group_or_localhost_takes_nothing_over(emulator, 
     assert adhoc(ansible_cli, source, env, "web", "ansible_host") == {"web": "web"}  # its own name, not another machine's address
     assert adhoc(ansible_cli, source, env, "cmdop", "cmdop_id") == {name: machine_id for machine_id, name in HOSTS.items()}
     assert TOKEN not in listed.stdout + listed.stderr + every.stdout + every.stderr
+
+
+@pytest.mark.case(AREA, "a static inventory source (host db with ansible_host 198.51.100.7, group web) before the plugin's source, "
+                  "whose machines are named db and web, through ansible-inventory and ansible db -m debug",
+                  "the machine named db takes its id and web its hostname, with a warning; the static db keeps its address and "
+                  "gets no machine's variables, and the static group web none either")
+def test_a_machine_never_takes_over_a_host_or_group_of_an_earlier_source(emulator, ansible_cli, run_inventory, tmp_path):
+    source, env = controller(tmp_path, emulator)
+    source.write_text(yaml.safe_dump({"plugin": "cmdop.fleet.cmdop", "fleets_from": "api", "connect_with": "public_ip"}), encoding="utf-8")
+    static = tmp_path / "static.yml"
+    static.write_text(yaml.safe_dump({"all": {"hosts": {"db": {"ansible_host": "198.51.100.7"}},
+                                              "children": {"web": {"hosts": {"static-web": {}}, "vars": {"role": "frontend"}}}}}), encoding="utf-8")
+    listed = run_inventory(["-i", str(static), "-i", str(source), "--list"], env=env)
+    assert listed.rc == 0, listed.describe()
+    document = plain(listed.json())
+    hostvars = document["_meta"]["hostvars"]
+    assert hostvars["db"] == {"ansible_host": "198.51.100.7"}, hostvars["db"]
+    assert hostvars["m-02"]["cmdop_name"] == "db" and hostvars["web.example.net"]["cmdop_name"] == "web", sorted(hostvars)
+    assert document["web"]["hosts"] == ["static-web"], document["web"]  # the machine named web is not in it, nor gets its role
+    assert [name for name, variables in hostvars.items() if "role" in variables] == ["static-web"], hostvars
+    assert "machine(s) prefer the name of a host an earlier inventory source made: machine m-02 is 'm-02' (not 'db')" in flat(listed.stderr)
+    both = ansible_cli("ansible", ["-i", str(static), "-i", str(source), "db", "-m", "ansible.builtin.debug", "-a", json.dumps({"var": "ansible_host"})],
+                       env=env)
+    assert both.rc == 0 and '"ansible_host": "198.51.100.7"' in both.stdout, both.describe()

@@ -22,6 +22,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     GROUP_CLASH,
     HOST_CLASH,
     RESERVED_GROUPS,
+    SOURCE_CLASH,
     FleetSpec,
     address_of,
     age,
@@ -211,11 +212,11 @@ def sanitize(name: str) -> str:
 
 
 def populate(fleets: t.Sequence[FleetSpec], machines: t.Sequence[dict], constructed: t.Mapping[str, t.Sequence[str]],
-             group_prefix: str = "fleet_") -> t.Tuple[t.Dict[str, str], t.Set[str], t.List[t.Any]]:
+             group_prefix: str = "fleet_", others: t.Optional[t.Mapping[str, str]] = None) -> t.Tuple[t.Dict[str, str], t.Set[str], t.Any]:
     """What the plugin makes: the layout (groups first, then hosts), then ``constructed`` (machine id -> the group names that
-    keyed_groups or groups would make for it), each admitted by ``refused_group``. Returns machine id -> host name, every
-    group name of the final inventory, and the layout."""
-    result = layout(fleets, {"key": machines}, sanitize=sanitize, group_prefix=group_prefix)
+    keyed_groups or groups would make for it), each admitted by ``refused_group``. ``others``: an earlier source's hosts
+    (name -> machine id). Returns machine id -> host name, every group name of the final inventory, and the layout."""
+    result = layout(fleets, {"key": machines}, sanitize=sanitize, group_prefix=group_prefix, other_hosts=others)
     hosts = {host.machine_id: host.name for host in result.hosts}
     groups = set(RESERVED_GROUPS) | {group.name for group in result.groups}
     for machine_id, wanted in constructed.items():
@@ -251,10 +252,13 @@ def test_an_id_that_is_a_groups_name_gets_a_number() -> None:
 
 
 def test_another_sources_groups_and_hosts_are_taken_too() -> None:
-    result = layout([FleetSpec(name="web", source="key")], {"key": [machine("m1", "f", name="db"), machine("m2", "f", name="ok")]},
-                    sanitize=sanitize, group_prefix="", other_groups={"db"}, other_hosts={"web"})
+    machines = [machine("m1", "f", name="db"), machine("m2", "f", name="ok"), machine("m3", "f", name="static"), machine("m4", "f", name="same")]
+    result = layout([FleetSpec(name="web", source="key")], {"key": machines}, sanitize=sanitize, group_prefix="", other_groups={"db"},
+                    other_hosts={"web": "", "static": "", "same": "m4"})
     assert [group.name for group in result.groups] == ["web_2"]
-    assert [host.name for host in result.hosts] == ["m1", "ok"]
+    # m3 may not take over the static host; m4 is the same machine as another cmdop source's host "same", so it joins it
+    assert [host.name for host in result.hosts] == ["m1", "m3", "ok", "same"]
+    assert [(item.what, item.clash) for item in result.renamed_hosts] == [("m1", GROUP_CLASH), ("m3", SOURCE_CLASH)]
 
 
 def test_a_group_made_after_the_hosts_is_refused_when_a_host_or_the_controller_has_its_name() -> None:
@@ -269,20 +273,21 @@ names = (st.sampled_from(sorted(RESERVED_GROUPS | CONTROLLER_NAMES) + ["web", "d
 
 
 @st.composite
-def inventories(draw: t.Callable) -> t.Tuple[t.List[FleetSpec], t.List[dict], t.Dict[str, t.List[str]], str]:
+def inventories(draw: t.Callable) -> t.Tuple[t.List[FleetSpec], t.List[dict], t.Dict[str, t.List[str]], str, t.Dict[str, str]]:
     ids = draw(st.lists(machine_ids, min_size=1, max_size=12, unique=True))
     machines = [dict({"id": machine_id, "workspace": "f"}, **draw(st.fixed_dictionaries({}, optional={"name": names, "hostname": names})))
                 for machine_id in ids]
     fleets = [FleetSpec(name=name, source="key") for name in draw(st.lists(names, min_size=1, max_size=4))]
     constructed = {machine_id: draw(st.lists(names | st.sampled_from(ids), max_size=4)) for machine_id in ids}  # keyed groups from API values
-    return fleets, machines, constructed, draw(st.sampled_from(["", "fleet_"]))
+    others = draw(st.dictionaries(names, st.sampled_from(ids) | st.just(""), max_size=4))  # an earlier source's hosts
+    return fleets, machines, constructed, draw(st.sampled_from(["", "fleet_"])), others
 
 
 @settings(max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inventories())
 def test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one(case: t.Any) -> None:
-    fleets, machines, constructed, group_prefix = case
-    hosts, groups, _result = populate(fleets, machines, constructed, group_prefix)
+    fleets, machines, constructed, group_prefix, others = case
+    hosts, groups, _result = populate(fleets, machines, constructed, group_prefix, others)
     assert sorted(hosts) == sorted(machine["id"] for machine in machines)  # every machine is a host
     names_given = list(hosts.values())
     assert len(set(names_given)) == len(names_given)  # no two machines share a host
@@ -291,6 +296,8 @@ def test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one(ca
     assert not groups & CONTROLLER_NAMES
     for name in names_given:
         assert not re.search(r"[\s\x00-\x1f\x7f]", name), repr(name)
+    for machine_id, name in hosts.items():  # a host of an earlier source is joined only by its own machine
+        assert others.get(name, machine_id) == machine_id, (machine_id, name, others)
 
 
 def test_a_fleets_machines_are_matched_by_workspace_without_case() -> None:
