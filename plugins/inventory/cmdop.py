@@ -28,8 +28,9 @@ description:
     machine's preferred name and still free, finally its id; a warning lists every such machine."
   - "A host never has a group's name or one ansible-core reserves: a machine whose preferred name is V(all), V(ungrouped), V(cmdop),
     a fleet's group, another inventory source's group or host (unless that host is the same machine), or a name of the controller
-    (V(localhost), V(127.0.0.1), V(::1)) takes its next usable preference, finally its id, with a warning. A group that O(keyed_groups) or O(groups) would make is not made, with a warning,
-    when a host has its name or it is a name of the controller. Names are matched whole: a value with a final newline is not usable."
+    (V(localhost), V(127.0.0.1), V(::1)) takes its next usable preference, finally its id, with a warning. A group that
+    O(keyed_groups) or O(groups) would make is not made, with a warning, when a host has its name or it is a name of the controller.
+    Names are matched whole: a value with a final newline is not usable."
   - "Host variables: every field of the machine under O(hostvar_prefix) (V(cmdop_id), V(cmdop_workspace), V(cmdop_name), V(cmdop_status),
     V(cmdop_os), V(cmdop_public_ip), V(cmdop_local_ips), and the reachability fields V(cmdop_has_shell), V(cmdop_is_online),
     V(cmdop_heartbeat_age_seconds), V(cmdop_active_terminal_session), V(cmdop_agent_version)...), or only those of O(hostvar_fields),
