@@ -22,6 +22,8 @@ options:
       - Base URL of the CMDOP API. Defaults to V(https://api.cmdop.com) for O(mode=prod) and V(https://dev.cmdop.com) for O(mode=dev).
       - Set it for a self-hosted or test server that stands in for the mode's server.
       - Credentials are only sent over HTTPS; plain V(http://) is accepted for V(localhost) and loopback addresses only.
+      - A URL with user info (V(https://user:password@host)) is refused, with a message that does not show it; give the credential
+        as O(token) or O(token_file).
       - If not set, the environment variable E(CMDOP_API_URL) is used, then E(CMDOP_API_BASE_URL) (the one CMDOP's SDKs read);
         when both are set, E(CMDOP_API_URL) wins.
     type: str
@@ -53,13 +55,14 @@ options:
     default: true
   timeout:
     description:
-      - Seconds to wait for each HTTP response.
+      - Seconds to wait for each HTTP response, more than 0 and at most 3600.
     type: float
     default: 30
   retries:
     description:
       - How many times a request is retried on a connection error, a timeout, HTTP 429 or 5xx, with exponential back-off.
       - C(Retry-After) is honoured, up to 60 seconds a wait.
+      - From 0 to 100.
     type: int
     default: 4
 requirements:

@@ -26,6 +26,11 @@ description:
     C(_), C(.), C(@) and C(-) (other values, such as C(Alice's MacBook), are skipped). Duplicates never replace a host: machines are taken in
     the order of their ids; when several prefer the same name the first keeps it, and each later one takes its next preference that is no
     machine's preferred name and still free, finally its id; a warning lists every such machine."
+  - "A host never has a group's name or one ansible-core reserves: a machine whose preferred name is V(all), V(ungrouped), V(cmdop),
+    a fleet's group, another inventory source's group or host (unless that host is the same machine), or a name of the controller
+    (V(localhost), V(127.0.0.1), V(::1)) takes its next usable preference, finally its id, with a warning. A group that
+    O(keyed_groups) or O(groups) would make is not made, with a warning, when a host has its name or it is a name of the controller.
+    Names are matched whole: a value with a final newline is not usable."
   - "Host variables: every field of the machine under O(hostvar_prefix) (V(cmdop_id), V(cmdop_workspace), V(cmdop_name), V(cmdop_status),
     V(cmdop_os), V(cmdop_public_ip), V(cmdop_local_ips), and the reachability fields V(cmdop_has_shell), V(cmdop_is_online),
     V(cmdop_heartbeat_age_seconds), V(cmdop_active_terminal_session), V(cmdop_agent_version)...), or only those of O(hostvar_fields),
@@ -83,6 +88,8 @@ options:
     description:
       - Base URL of the CMDOP API. Defaults to V(https://api.cmdop.com) for O(mode=prod) and V(https://dev.cmdop.com) for O(mode=dev).
       - Credentials are only sent over HTTPS; plain V(http://) is accepted for V(localhost) and loopback addresses only.
+      - A URL with user info (V(https://user:password@host)) is refused, with a message that does not show it; give the credential
+        as O(token), O(token_file) or O(api_key).
       - If not set, the environment variable E(CMDOP_API_URL) is used, then E(CMDOP_API_BASE_URL) (the one CMDOP's SDKs read);
         when both are set, E(CMDOP_API_URL) wins, as it does for the modules.
     type: str
@@ -199,12 +206,13 @@ options:
     default: fail
   page_size:
     description:
-      - How many machines to ask for per page. Every page is read, to the last.
+      - How many machines to ask for per page, from 1 to 1000. Every page is read, to the last.
     type: int
     default: 200
   max_workers:
     description:
       - How many fleets' listings are read at once, and how many pages of one listing are read at once after its first page.
+      - From 1 to 64.
     type: int
     default: 8
 notes:
@@ -268,14 +276,17 @@ from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes
-from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, scrub
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, check_api_numbers, check_no_user_info, check_number, scrub
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, read_text
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     CONNECT_WITH,
     FLEET_LIST,
+    GROUP_CLASH,
+    HOST_CLASH,
     HOSTNAME_SOURCES,
     ON_ERROR,
     SHOWN,
+    SOURCE_CLASH,
     TOP_GROUP,
     FleetSpec,
     Labelled,
@@ -291,6 +302,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     plan_from_api,
     plan_from_file,
     plan_single_key,
+    refused_group,
     to_cache,
     usable,
     with_fallback,
@@ -300,6 +312,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import FLEET_
 from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError, TokenStore
 
 display = Display()
+NUMBERS = {"page_size": (1, 1000), "max_workers": (1, 64)}  # the plugin's own numeric options (the API's: API_NUMBERS)
 
 
 def make_unsafe(value: t.Any) -> t.Any:
@@ -315,6 +328,45 @@ def make_unsafe(value: t.Any) -> t.Any:
     if isinstance(value, (list, tuple, set)):
         return type(value)(make_unsafe(item) for item in value)
     return value
+
+
+def shown_list(items: t.Sequence[str]) -> str:
+    """At most ``SHOWN`` items, and how many more."""
+    more = " and %d more" % (len(items) - SHOWN) if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+class RefusedGroup(str):
+    """The name ``GuardedInventory.add_group`` gives back for a group it did not make."""
+
+
+class GuardedInventory:
+    """The inventory as ansible-core's ``groups`` and ``keyed_groups`` see it: a group ``refused_group`` refuses is not made,
+    and nothing is added to it or made a child of it (the name they get back is a ``RefusedGroup``)."""
+
+    def __init__(self, inventory: t.Any) -> None:
+        self.inventory = inventory
+        self.refused: t.Dict[str, str] = {}  # group name -> why it was not made
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self.inventory, name)
+
+    def add_group(self, group: str) -> str:
+        why = refused_group(group, self.inventory.hosts)
+        if why is None:
+            return self.inventory.add_group(group)
+        self.refused.setdefault(str(group), why)
+        return RefusedGroup(group)
+
+    def add_host(self, host: str, group: t.Optional[str] = None, port: t.Any = None) -> str:
+        if isinstance(group, RefusedGroup):
+            return host
+        return self.inventory.add_host(host, group, port)
+
+    def add_child(self, group: str, child: str) -> bool:
+        if isinstance(group, RefusedGroup) or isinstance(child, RefusedGroup):
+            return False
+        return self.inventory.add_child(group, child)
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -385,8 +437,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for key in ("include", "exclude"):
             if not isinstance(filters.get(key) or [], list):
                 raise CmdopError("filters.%s must be a list of conditions" % key)
-        if self.get_option("page_size") < 1 or self.get_option("max_workers") < 1:
-            raise CmdopError("page_size and max_workers must be at least 1")
+        check_api_numbers(self.get_option)
+        for name, (low, high) in NUMBERS.items():
+            check_number(name, self.get_option(name), low, high)
+        check_no_user_info(self._api_url())
         if self.get_option("on_error") not in ON_ERROR:
             raise CmdopError("on_error must be one of %s" % ", ".join(ON_ERROR))
         if self.get_option("on_error") == "cache" and not self.get_option("cache"):
@@ -553,6 +607,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             online_only=bool(filters.get("online_only")),
             keep=self._keep if (filters.get("include") or filters.get("exclude")) else None,
             hostvar_fields=frozenset(fields) if fields else None,
+            other_groups=frozenset(self.inventory.groups),
+            other_hosts={name: str(host.vars.get(self.get_option("hostvar_prefix") + "id") or "") for name, host in self.inventory.hosts.items()},
         )
         self._report(result)
         return result
@@ -582,16 +638,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "cmdop: fleets whose group name another fleet already has: %s"
                 % ", ".join("%r is %s (not %s)" % (item.what, item.got, item.wanted) for item in result.renamed_groups)
             )
-        if result.renamed_hosts:
-            shown = ", ".join("machine %s is %r (not %r)" % (item.what, item.got, item.wanted) for item in result.renamed_hosts[:SHOWN])
-            more = " and %d more" % (len(result.renamed_hosts) - SHOWN) if len(result.renamed_hosts) > SHOWN else ""
-            display.warning("cmdop: %d machine(s) prefer a host name an earlier machine (by id) has: %s%s" % (len(result.renamed_hosts), shown, more))
+        for clash, what in ((GROUP_CLASH, "a group's name or one ansible-core reserves (all, ungrouped, localhost...)"),
+                            (SOURCE_CLASH, "the name of a host an earlier inventory source made"),
+                            (HOST_CLASH, "a host name an earlier machine (by id) has")):
+            renamed = [item for item in result.renamed_hosts if item.clash == clash]
+            if renamed:
+                display.warning("cmdop: %d machine(s) prefer %s: %s" % (len(renamed), what, shown_list(
+                    ["machine %s is %r (not %r)" % (item.what, item.got, item.wanted) for item in renamed])))
         if result.without_address:
-            shown = ", ".join(result.without_address[:SHOWN])
-            more = " and %d more" % (len(result.without_address) - SHOWN) if len(result.without_address) > SHOWN else ""
-            display.warning("cmdop: %d host(s) have no value for connect_with, so no ansible_host: %s%s" % (len(result.without_address), shown, more))
+            display.warning("cmdop: %d host(s) have no value for connect_with, so no ansible_host: %s"
+                            % (len(result.without_address), shown_list(result.without_address)))
 
     def _populate(self, result: Layout) -> None:
+        """The groups of the layout, then every host, then the groups ``groups`` and ``keyed_groups`` make (``refused_group``)."""
         strict = self.get_option("strict")
         compose = self.get_option("compose")
         groups = self.get_option("groups")
@@ -601,16 +660,28 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_group(group.name)
             for name, value in group.variables.items():
                 self.inventory.set_variable(group.name, name, make_unsafe(value))
+        variables: t.Dict[str, t.Dict[str, t.Any]] = {}  # host name -> its variables, marked as data
         for host in result.hosts:
             self.inventory.add_host(host.name, group=TOP_GROUP)
             for group_name in host.groups:
                 self.inventory.add_host(host.name, group=group_name)
-            variables = make_unsafe(host.variables)
-            for name, value in variables.items():
+            variables[host.name] = make_unsafe(host.variables)
+            for name, value in variables[host.name].items():
                 self.inventory.set_variable(host.name, name, value)
             if compose:
                 self._set_composite_vars(compose, self.inventory.get_host(host.name).get_vars(), host.name, strict=strict)
-            if groups:
-                self._add_host_to_composed_groups(groups, variables, host.name, strict=strict)
-            if keyed_groups:
-                self._add_host_to_keyed_groups(keyed_groups, variables, host.name, strict=strict)
+        if not (groups or keyed_groups):
+            return
+        guarded = GuardedInventory(self.inventory)
+        self.inventory = guarded  # what ansible-core's Constructable adds groups to
+        try:
+            for host in result.hosts:
+                if groups:
+                    self._add_host_to_composed_groups(groups, variables[host.name], host.name, strict=strict)
+                if keyed_groups:
+                    self._add_host_to_keyed_groups(keyed_groups, variables[host.name], host.name, strict=strict)
+        finally:
+            self.inventory = guarded.inventory
+        if guarded.refused:
+            display.warning("cmdop: %d group(s) of keyed_groups or groups not made: %s" % (len(guarded.refused), shown_list(
+                ["%r (%s)" % (name, why) for name, why in guarded.refused.items()])))

@@ -13,6 +13,7 @@ these names. Private to the collection.
 
 from __future__ import annotations
 
+import math
 import threading
 import typing as t
 
@@ -98,3 +99,38 @@ def scrub(text: t.Any, secrets: t.Iterable[str], limit: int = 300) -> str:
         text = text.replace(secret, SCRUBBED)
     text = "".join(char if char.isprintable() else " " for char in text)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# The numeric options every module and the inventory read, and their bounds: name -> (lowest, highest, whether the lowest
+# is allowed itself). Checked where they are read (``check_number``), so a value out of range is the collection's own
+# one-line message, not a library's error or a traceback.
+API_NUMBERS: t.Dict[str, t.Tuple[float, float, bool]] = {
+    "timeout": (0, 3600, False),  # seconds for each HTTP answer
+    "retries": (0, 100, True),
+}
+
+
+def check_number(name: str, value: t.Any, low: float, high: float, low_included: bool = True) -> None:
+    """Raise ``CmdopError`` unless ``value`` is a finite number from ``low`` (or more than it) to ``high``."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (number and (value >= low if low_included else value > low) and value <= high):
+        raise CmdopError("%s must be %s %s and at most %s, not %r" % (name, "at least" if low_included else "more than", low, high, value))
+
+
+def check_api_numbers(value_of: t.Callable[[str], t.Any]) -> None:
+    """``check_number`` for each of ``API_NUMBERS``; ``value_of`` reads an option."""
+    for name, (low, high, low_included) in API_NUMBERS.items():
+        check_number(name, value_of(name), low, high, low_included)
+
+
+def check_no_user_info(api_url: str) -> str:
+    """``api_url`` as it is, unless it holds user info (``https://user:password@host``), which is refused.
+
+    A credential belongs in ``token``, ``token_file`` or ``api_key``, never in a URL that error messages, logs and
+    Ansible's ``invocation`` show. The message does not show the URL. Any ``@`` counts: a base URL has no need of one,
+    and a password with a ``/`` in it would otherwise end up in the URL's path.
+    """
+    if "@" in api_url:
+        raise CmdopError("api_url must not hold a user name or password (user:password@ before the host); give the credential as "
+                         "token, token_file or api_key (the URL is not shown here)")
+    return api_url

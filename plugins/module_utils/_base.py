@@ -19,7 +19,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes, _token
-from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError, check_api_numbers, check_no_user_info
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, Move
 from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import FleetFileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODES, login_hint
@@ -51,7 +51,11 @@ def check_libraries(module: AnsibleModule, http: bool = True) -> None:
 
 
 def api_url(module: AnsibleModule) -> str:
-    return _modes.api_url(module.params["mode"], module.params["api_url"])
+    """The API URL; one with user info is refused, and masked wherever Ansible shows the module's arguments."""
+    url = _modes.api_url(module.params["mode"], module.params["api_url"])
+    if "@" in url:
+        module.no_log_values.add(url)
+    return check_no_user_info(url)
 
 
 def token_file(module: AnsibleModule) -> str:
@@ -70,6 +74,7 @@ def _http_client() -> t.Any:
 
 
 def make_client(module: AnsibleModule) -> CmdopClient:
+    check_api_numbers(lambda name: module.params[name])
     return _http_client().CmdopClient(
         api_url(module),
         timeout=module.params["timeout"],

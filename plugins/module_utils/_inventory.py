@@ -19,9 +19,17 @@ documented in the plugin and in ``docs/inventory.md``:
   Machines are taken in order of their id; when several prefer the same name, the
   first keeps it and each later one takes its next preference that is no machine's
   preferred name and still free, finally its id. Nothing is ever replaced.
+- No host shares its name with a group or with another machine's host of an
+  earlier source, and none takes a name ansible-core reserves
+  (``all``, ``ungrouped``) or answers as the controller (``localhost``...): the
+  groups made first (``cmdop``, the fleets' groups, other sources' groups) keep
+  their names and the machine takes its next preference, as for a duplicate; a
+  group made later from API values (``keyed_groups``, ``groups``) whose name is a
+  host's or the controller's is not made (``refused_group``). The event source
+  names hosts with the same functions.
 - Group names: ``group_prefix`` + local fleet name, sanitized by the caller's
-  function (ansible-core's); a clash with another fleet's group or a reserved
-  group gets ``_2``, ``_3``...
+  function (ansible-core's); a clash with another fleet's group, a reserved
+  group, a controller name or another source's host gets ``_2``, ``_3``...
 
 Before the layout, the policy (also pure; the plugin only reads files, the
 cache and the API, and calls these):
@@ -48,11 +56,15 @@ from dataclasses import dataclass, field
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import API_KEY, OAUTH, CmdopError, Credential, UnauthorizedError
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, entry_scope, normalize_url
-from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import new_fleet_names
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import fleet_key, new_fleet_names
 from ansible_collections.cmdop.fleet.plugins.module_utils._timestamps import format_utc
 
 TOP_GROUP = "cmdop"
 RESERVED_GROUPS = frozenset(["all", "ungrouped", TOP_GROUP])
+# The names ansible-core's implicit localhost answers to (its C.LOCALHOST; a unit test checks they are the same):
+# a host of such a name would be the controller for every task delegated to localhost, a group of it every play on it.
+CONTROLLER_NAMES = frozenset(["localhost", "127.0.0.1", "::1"])
+RESERVED_NAMES = RESERVED_GROUPS | CONTROLLER_NAMES  # never a host's name
 HOSTNAME_SOURCES = ("name", "hostname", "id", "public_ip", "local_ip")
 DEFAULT_HOSTNAMES = ("name", "hostname", "id")
 CONNECT_WITH = ("public_ip", "local_ip", "hostname", "none")
@@ -60,8 +72,9 @@ ON_ERROR = ("fail", "warn", "cache")
 CACHE_VERSION = 2  # 2: the payload holds fetched_at
 SHOWN = 10  # at most this many names in one warning
 
-# A host name users can type in a limit pattern: letters, digits, ``_``, ``.``, ``@``, ``-``.
-_USABLE_NAME = re.compile(r"^\w[\w.@-]{0,254}$")
+# A host name users can type in a limit pattern: letters, digits, ``_``, ``.``, ``@``, ``-``; matched whole (``\Z``:
+# ``$`` would also match before a final newline).
+_USABLE_NAME = re.compile(r"\w[\w.@-]{0,254}\Z")
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,11 @@ class Group:
     variables: t.Dict[str, t.Any]
 
 
+HOST_CLASH = "host"  # Renamed.clash: another machine (earlier by id) has the name
+GROUP_CLASH = "group"  # Renamed.clash: a group has the name, or ansible-core reserves it
+SOURCE_CLASH = "source"  # Renamed.clash: a host of an earlier inventory source, not this machine, has the name
+
+
 @dataclass
 class Renamed:
     """A host or group that could not have the name it preferred, and the name it got."""
@@ -103,6 +121,7 @@ class Renamed:
     wanted: str
     got: str
     what: str  # a machine id or a fleet's local name
+    clash: str = HOST_CLASH
 
 
 @dataclass
@@ -139,6 +158,20 @@ def usable_name(value: t.Any) -> bool:
     return isinstance(value, str) and bool(_USABLE_NAME.match(value))
 
 
+def refused_group(name: str, hosts: t.Container[str]) -> t.Optional[str]:
+    """Why a group made after the hosts (from API values: ``keyed_groups``, ``groups``) must not be made, or None.
+
+    A group of a host's name would take the host's variables (ansible-core sets a
+    group's variable for a name that is both) and its place in patterns; a group of
+    a controller name would make ``hosts: localhost`` run on fleet machines.
+    """
+    if name in CONTROLLER_NAMES:
+        return "it is a name of the controller (localhost)"
+    if name in hosts:
+        return "a host has that name"
+    return None
+
+
 def field_value(machine: t.Mapping[str, t.Any], source: str) -> t.Any:
     """A machine's value for a ``hostnames`` or ``connect_with`` source."""
     if source == "local_ip":
@@ -167,40 +200,61 @@ def _candidates(machine: t.Mapping[str, t.Any], preferences: t.Sequence[str]) ->
     return names
 
 
-def host_names(machines: t.Sequence[t.Mapping[str, t.Any]], preferences: t.Sequence[str]) -> t.Tuple[t.Dict[str, str], t.List[Renamed]]:
-    """Machine id -> host name, by the duplicate rule, and the machines that did not get their preferred name."""
+def host_names(machines: t.Sequence[t.Mapping[str, t.Any]], preferences: t.Sequence[str],
+               groups: t.Collection[str] = (), others: t.Optional[t.Mapping[str, str]] = None) -> t.Tuple[t.Dict[str, str], t.List[Renamed]]:
+    """Machine id -> host name, by the duplicate rule, and the machines that did not get their preferred name.
+
+    No host takes a name of ``groups`` (the groups made before the hosts) or of
+    ``RESERVED_NAMES``, nor one of ``others`` (hosts of earlier sources: name ->
+    their machine id, empty when they are none) unless it is the same machine:
+    such a name is skipped as a taken one is.
+    """
+    unavailable = RESERVED_NAMES | frozenset(groups)
+    others = others or {}
+
+    def free_for(machine_id: str, name: str) -> bool:
+        return name not in unavailable and others.get(name, machine_id) == machine_id
+
     ordered = sorted(machines, key=lambda machine: machine["id"])
     candidates = {machine["id"]: _candidates(machine, preferences) for machine in ordered}
+    allowed = {machine_id: [name for name in names if free_for(machine_id, name)] for machine_id, names in candidates.items()}
     names: t.Dict[str, str] = {}
     taken: t.Set[str] = set()
     later: t.List[str] = []
-    # First pass: every machine asks for its preferred name; the first (by id) gets it.
+    # First pass: every machine asks for its preferred name that is no group's; the first (by id) gets it.
     for machine in ordered:
-        wanted = candidates[machine["id"]][0]
-        if wanted in taken:
+        choices = allowed[machine["id"]]
+        if not choices or choices[0] in taken:
             later.append(machine["id"])
         else:
-            names[machine["id"]] = wanted
-            taken.add(wanted)
+            names[machine["id"]] = choices[0]
+            taken.add(choices[0])
     # Second pass: the others take their next preference that is still free, finally the id.
-    renamed = []
     for machine_id in later:
-        choices = candidates[machine_id]
-        got = next((name for name in choices[1:] if name not in taken), None)
+        got = next((name for name in allowed[machine_id] if name not in taken), None)
         counter = 2
-        while got is None:  # even the id is taken (another machine is named after it)
+        while got is None:  # even the id is taken (another machine is named after it) or a group's
             candidate = "%s-%d" % (machine_id, counter)
-            got = None if candidate in taken else candidate
+            got = candidate if candidate not in taken and free_for(machine_id, candidate) else None
             counter += 1
         names[machine_id] = got
         taken.add(got)
-        renamed.append(Renamed(wanted=choices[0], got=got, what=machine_id))
+    renamed = []
+    for machine in ordered:
+        wanted, got = candidates[machine["id"]][0], names[machine["id"]]
+        if got != wanted:
+            clash = GROUP_CLASH if wanted in unavailable else HOST_CLASH if free_for(machine["id"], wanted) else SOURCE_CLASH
+            renamed.append(Renamed(wanted=wanted, got=got, what=machine["id"], clash=clash))
     return names, renamed
 
 
-def group_names(fleets: t.Sequence[FleetSpec], group_prefix: str, sanitize: t.Callable[[str], str]) -> t.Tuple[t.List[str], t.List[Renamed]]:
-    """Each fleet's group name, in fleet order; a later fleet whose sanitized name is taken gets ``_2``, ``_3``..."""
-    taken = set(RESERVED_GROUPS)
+def group_names(fleets: t.Sequence[FleetSpec], group_prefix: str, sanitize: t.Callable[[str], str],
+                hosts: t.Collection[str] = ()) -> t.Tuple[t.List[str], t.List[Renamed]]:
+    """Each fleet's group name, in fleet order; a later fleet whose sanitized name is taken gets ``_2``, ``_3``...
+
+    Taken: another fleet's group, ``RESERVED_NAMES`` and ``hosts`` (other sources' hosts, made before).
+    """
+    taken = set(RESERVED_NAMES) | set(hosts)
     names = []
     renamed = []
     for fleet in fleets:
@@ -240,20 +294,25 @@ def layout(
     online_only: bool = False,
     keep: t.Optional[t.Callable[[t.Dict[str, t.Any]], bool]] = None,
     hostvar_fields: t.Optional[t.Collection[str]] = None,
+    other_groups: t.Collection[str] = (),
+    other_hosts: t.Optional[t.Mapping[str, str]] = None,
 ) -> Layout:
     """Hosts and groups for the given fleets; ``keep`` (host variables -> bool) filters hosts.
 
     ``connect_with``: the fields tried in order for ``ansible_host`` (``none`` is
     no field). ``hostvar_fields``: the machine fields kept as host variables
     (None: all); host names and ``connect_with`` use every field either way.
+    ``other_groups``, ``other_hosts``: what the inventory already has (earlier
+    sources; hosts as name -> their machine id, empty when they are none): no host
+    takes a group's name or another machine's host's, no fleet group a host's.
     """
     sources = [source for source in connect_with if source != "none"]
-    fleet_groups, renamed_groups = group_names(fleets, group_prefix, sanitize)
+    fleet_groups, renamed_groups = group_names(fleets, group_prefix, sanitize, other_hosts or ())
     machines: t.Dict[str, t.Mapping[str, t.Any]] = {}
     membership: t.Dict[str, t.List[int]] = {}
     for index, fleet in enumerate(fleets):
         for machine in listings.get(fleet.source, ()):
-            if fleet.by_workspace and machine.get("workspace") != fleet.remote_id:
+            if fleet.by_workspace and fleet_key(machine.get("workspace")) != fleet_key(fleet.remote_id):
                 continue
             machines.setdefault(machine["id"], machine)
             indexes = membership.setdefault(machine["id"], [])
@@ -266,14 +325,15 @@ def layout(
             continue
         indexes = membership[machine_id]
         own = [fleets[index].name for index in indexes]
-        home = next((fleets[index].name for index in indexes if fleets[index].remote_id and fleets[index].remote_id == machine.get("workspace")), own[0])
+        home = next((fleets[index].name for index in indexes
+                     if fleets[index].remote_id and fleet_key(fleets[index].remote_id) == fleet_key(machine.get("workspace"))), own[0])
         variables = machine_variables(machine, hostvar_prefix, hostvar_fields)
         variables[hostvar_prefix + "fleet"] = home
         variables[hostvar_prefix + "fleets"] = own
         if keep is None or keep(variables):
             kept[machine_id] = variables
 
-    names, renamed_hosts = host_names([machines[machine_id] for machine_id in kept], hostnames)
+    names, renamed_hosts = host_names([machines[machine_id] for machine_id in kept], hostnames, set(fleet_groups) | set(other_groups), other_hosts)
     hosts = []
     without_address = []
     for machine_id in sorted(kept, key=lambda key: names[key]):
@@ -418,7 +478,7 @@ def fleets_to_show(plan: Plan, payload: t.Mapping[str, t.Any]) -> t.List[FleetSp
     if plan.single_key is not None:
         seen: t.Dict[str, dict] = {}
         for machine in sorted(payload["listings"].get(plan.single_key, []), key=lambda machine: machine["id"]):
-            seen.setdefault(machine["workspace"], {"id": machine["workspace"], "name": machine.get("workspace_name") or ""})
+            seen.setdefault(fleet_key(machine["workspace"]), {"id": machine["workspace"], "name": machine.get("workspace_name") or ""})
         return _named(list(seen.values()), plan.single_key, lambda fleet: {})
     return plan.fleets
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import re
 import typing as t
+import unicodedata
 from dataclasses import dataclass
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _timestamps
@@ -41,6 +42,14 @@ DEFAULT_MAX_AGE = 86400  # seconds: a healthy host's file changes at most once a
 FUTURE_TOLERANCE = 300  # seconds a stamp may be ahead of this host's clock before it counts as wrong
 
 _NAME_MAX = 63
+# Latin letters NFKD does not decompose into a base letter and marks (casefold already makes ß ss).
+_LATIN = str.maketrans({"ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe", "ı": "i", "ħ": "h", "ŧ": "t"})
+
+
+def fleet_key(fleet_id: t.Any) -> str:
+    """A fleet id as it is compared: UUIDs are case-insensitive (an upper-case id from ``fleets:`` or a hand edit is the
+    same fleet). Only comparisons use it: an id is written as the server gave it, and an entry's ``remote_id`` as it is."""
+    return fleet_id.lower() if isinstance(fleet_id, str) else ""
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ def reconcile(
     before = document
     document = copy.deepcopy(document)
     entries = document.get("workspaces", [])
-    server_fleets = {fleet["id"]: fleet for fleet in fleets}
+    server_fleets = {fleet_key(fleet["id"]): fleet for fleet in fleets}
     stamp = _stamp_rule(last_synced, now, max_age)
 
     changes: t.List[Change] = []
@@ -115,16 +124,16 @@ def reconcile(
         scope = entry_scope(entry.get("server", ""), mode)
         if scope == SCOPE_OTHER:
             continue
-        fleet = server_fleets.get(remote_id)
+        fleet = server_fleets.get(fleet_key(remote_id))
         if fleet is not None:
-            known.add(remote_id)
+            known.add(fleet_key(remote_id))
             changes.append(_refresh(entry, fleet, now, stamp(entry)))
         elif scope == SCOPE_MODE:
             changes.append(_deactivate(entry, now))
         # A server override the server does not list is left alone: it may be
         # another server's fleet.
 
-    new_fleets = [fleet for fleet in fleets if fleet["id"] not in known]
+    new_fleets = [fleet for fleet in fleets if fleet_key(fleet["id"]) not in known]
     names = new_fleet_names(new_fleets, {entry.get("name") for entry in entries})
     for fleet in new_fleets:
         entries.append(_new_entry(fleet, names[fleet["id"]], mode, now))
@@ -208,8 +217,14 @@ def new_fleet_names(fleets: t.Sequence[dict], taken: t.Set[str]) -> t.Dict[str, 
 
 
 def slugify(text: str) -> str:
-    """A local handle users can type: lower case letters, digits, ``.``, ``_`` and ``-``."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", text.strip().lower())
+    """A local handle users can type: lower case letters, digits, ``.``, ``_`` and ``-``.
+
+    Accents are taken off, not the letters (``Équipe Paris`` gives ``equipe-paris``, ``Züri Ops`` ``zuri-ops``);
+    letters of other scripts are dropped.
+    """
+    text = unicodedata.normalize("NFKD", text.strip().casefold().translate(_LATIN))
+    text = "".join(char for char in text if not unicodedata.combining(char))
+    slug = re.sub(r"[^a-z0-9._-]+", "-", text)
     slug = re.sub(r"-{2,}", "-", slug).strip("-.")
     return slug[:_NAME_MAX].rstrip("-.")
 
@@ -217,18 +232,22 @@ def slugify(text: str) -> str:
 def local_name(fleet: dict, taken: t.Collection[str]) -> str:
     """The local name of a newly added fleet.
 
-    The server's ``slug`` (or, without one, its name) made typeable. When a local
-    entry already has that name, the first eight characters of the fleet's id are
-    appended (``team-a-7f0c8f5e``), so the same fleet gets the same name on every
-    host; should that be taken too, ``-2``, ``-3``... follow.
+    The server's ``slug`` (or, without one, its name) made typeable, the first of
+    them that holds a Latin letter; a fleet whose slug and name hold none (an
+    all-Cyrillic name) is ``fleet-`` and the first eight characters of its id. When
+    a local entry already has that name, the first eight characters of the fleet's
+    id are appended (``team-a-7f0c8f5e``), so the same fleet gets the same name on
+    every host; should that be taken too, ``-2``, ``-3``... follow.
     """
-    base = slugify(fleet.get("slug") or "") or slugify(fleet["name"]) or "fleet"
+    short_id = re.sub(r"[^a-z0-9]", "", fleet_key(fleet["id"]))[:8]
+    readable = [slug for slug in (slugify(fleet.get("slug") or ""), slugify(fleet.get("name") or "")) if re.search(r"[a-z]", slug)]
+    base = readable[0] if readable else "fleet-%s" % short_id
     if base not in taken:
         return base
-    short_id = re.sub(r"[^a-z0-9]", "", fleet["id"].lower())[:8]
-    candidate = "%s-%s" % (base, short_id)
+    stem = "%s-%s" % (base, short_id) if readable else base
+    candidate = stem
     counter = 2
     while candidate in taken:
-        candidate = "%s-%s-%d" % (base, short_id, counter)
+        candidate = "%s-%d" % (stem, counter)
         counter += 1
     return candidate

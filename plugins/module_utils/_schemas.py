@@ -17,6 +17,8 @@ import json
 import traceback
 import typing as t
 
+from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import fleet_key
+
 
 @functools.lru_cache(maxsize=None)
 def _library() -> t.Tuple[t.Any, t.Optional[str]]:
@@ -226,11 +228,11 @@ def validate(instance: t.Any, schema: dict, what: str) -> None:
 
 
 def validate_server_fleets(fleets: t.Any, what: str = "the server's fleet list") -> t.List[dict]:
-    """Check a fleet list as ``GET /api/workspaces/workspaces/`` returns it; ids must be unique."""
+    """Check a fleet list as ``GET /api/workspaces/workspaces/`` returns it; ids must be unique (without case)."""
     validate(fleets, SERVER_FLEETS, what)
     seen: t.Set[str] = set()
     for index, fleet in enumerate(fleets):
-        if fleet["id"] in seen:
+        if fleet_key(fleet["id"]) in seen:
             raise SchemaError("%s is not valid: [%d].id repeats the id of another fleet" % (what, index))
-        seen.add(fleet["id"])
+        seen.add(fleet_key(fleet["id"]))
     return fleets

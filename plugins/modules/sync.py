@@ -12,10 +12,11 @@ description:
   - Does on the target host what C(cmdop login) does to C(~/.cmdop/ssh_workspaces.json), without a browser;
     it fetches the user's fleets with OAuth (or takes them from O(fleets)), adds new fleets, updates known ones,
     marks fleets the user has left as inactive, and writes the file atomically, only when it changed.
-  - "Reconciliation rules: an entry is matched to a server fleet by C(remote_id). A matched entry takes the server's
+  - "Reconciliation rules: an entry is matched to a server fleet by C(remote_id), without case (UUIDs). A matched entry takes the server's
     name as C(remote_name) and loses C(inactive) if it had it (reactivated). An entry of this O(mode) whose fleet the
     server no longer lists gets C(\"inactive\": true); its API key stays. A server fleet no entry knows is added with
-    an empty C(api_key) under a new local name."
+    an empty C(api_key) under a new local name (the server's slug or name with accents taken off, C(equipe-paris) for
+    C(Équipe Paris); C(fleet-) and 8 characters of its id when neither holds a Latin letter). Local names are never renamed."
   - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values,
     entries of the other mode, and keys this module does not know (at the top level and in entries)."
   - "Which entries belong to a mode: an entry whose C(server) is empty or V(https://api.cmdop.com) is prod's; one whose
@@ -103,7 +104,7 @@ options:
     default: false
   lock_timeout:
     description:
-      - Seconds to wait for another run that holds the file's lock.
+      - Seconds to wait for another run that holds the file's lock, from 0 to 86400.
     type: float
     default: 30
   file_mode:
@@ -224,6 +225,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._target_python import 
 require_python()  # before the module_utils below, which cannot even compile on an older Python
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import check_number
 from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     API_ARGUMENT_SPEC,
     check_libraries,
@@ -293,6 +295,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     if module.params["last_synced_max_age"] < 0:
         module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
+    check_number("lock_timeout", module.params["lock_timeout"], 0, 86400)
     fleets = fetch_fleets(module, result, file_secrets(path))
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)

@@ -7,11 +7,23 @@
 
 from __future__ import annotations
 
+import re
+import typing as t
+
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ansible import constants as C
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
+    CONTROLLER_NAMES,
     FLEET_LIST,
+    GROUP_CLASH,
+    HOST_CLASH,
+    RESERVED_GROUPS,
+    SOURCE_CLASH,
+    FleetSpec,
     address_of,
     age,
     empty_payload,
@@ -22,6 +34,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     plan_from_api,
     plan_from_file,
     plan_single_key,
+    refused_group,
     to_cache,
     usable,
     with_fallback,
@@ -84,7 +97,7 @@ def test_fleets_from_api_and_a_single_key() -> None:
     assert single.single_key in single.credentials and single.fleet_list is None
     payload = dict(empty_payload(NOW), listings={single.single_key: [machine("m2", "fz", workspace_name="Zed"), machine("m1", "fy")]})
     verdict = judge(single, payload, "fail", "here", "prod")
-    assert [(fleet.name, fleet.remote_id) for fleet in verdict.fleets] == [("fleet", "fy"), ("zed", "fz")]
+    assert [(fleet.name, fleet.remote_id) for fleet in verdict.fleets] == [("fleet-fy", "fy"), ("zed", "fz")]  # no name: from its id
 
 
 def listed(plan: object, failed: dict) -> dict:
@@ -187,3 +200,112 @@ def test_connect_with_is_tried_in_order_and_hostvar_fields_keeps_only_those_fiel
         "m1": {"cmdop_has_shell": True, "cmdop_fleet": "a", "cmdop_fleets": ["a"], "ansible_host": "203.0.113.1"},
         "m2": {"cmdop_fleet": "a", "cmdop_fleets": ["a"], "ansible_host": "m2.example"},
     }
+
+
+# ---- host names never take a group's name, nor a reserved one --------------------------------------------------
+
+SANITIZE = re.compile(r"[^A-Za-z0-9_]")  # as ansible-core's default group-name sanitizing
+
+
+def sanitize(name: str) -> str:
+    return SANITIZE.sub("_", name)
+
+
+def populate(fleets: t.Sequence[FleetSpec], machines: t.Sequence[dict], constructed: t.Mapping[str, t.Sequence[str]],
+             group_prefix: str = "fleet_", others: t.Optional[t.Mapping[str, str]] = None) -> t.Tuple[t.Dict[str, str], t.Set[str], t.Any]:
+    """What the plugin makes: the layout (groups first, then hosts), then ``constructed`` (machine id -> the group names that
+    keyed_groups or groups would make for it), each admitted by ``refused_group``. ``others``: an earlier source's hosts
+    (name -> machine id). Returns machine id -> host name, every group name of the final inventory, and the layout."""
+    result = layout(fleets, {"key": machines}, sanitize=sanitize, group_prefix=group_prefix, other_hosts=others)
+    hosts = {host.machine_id: host.name for host in result.hosts}
+    groups = set(RESERVED_GROUPS) | {group.name for group in result.groups}
+    for machine_id, wanted in constructed.items():
+        if machine_id in hosts:
+            groups.update(name for name in wanted if refused_group(name, set(hosts.values())) is None)
+    return hosts, groups, result
+
+
+def test_the_controller_names_are_ansible_cores() -> None:
+    assert CONTROLLER_NAMES == frozenset(C.LOCALHOST)
+
+
+def test_a_machine_named_like_a_group_or_the_controller_takes_its_next_preference() -> None:
+    fleets = [FleetSpec(name="team-a", source="key"), FleetSpec(name="web", source="key")]
+    machines = [
+        machine("m1", "f", name="all", hostname="m1.example"),
+        machine("m2", "f", name="localhost", hostname="cmdop"),  # both reserved: its id
+        machine("m3", "f", name="fleet_team_a", hostname="web"),  # a fleet's group; web is free (the group is fleet_web)
+        machine("m4", "f", name="evil\n", hostname="evil"),  # a final newline is no usable name
+        machine("m5", "f", name="127.0.0.1"),
+        machine("m6", "f", name="web"),  # web was m3's next preference, but m6 prefers it: m3 took it first (by id)
+    ]
+    hosts, _groups, result = populate(fleets, machines, {})
+    assert hosts == {"m1": "m1.example", "m2": "m2", "m3": "web", "m4": "evil", "m5": "m5", "m6": "m6"}
+    assert [(item.what, item.wanted, item.got, item.clash) for item in result.renamed_hosts] == [
+        ("m1", "all", "m1.example", GROUP_CLASH), ("m2", "localhost", "m2", GROUP_CLASH), ("m3", "fleet_team_a", "web", GROUP_CLASH),
+        ("m5", "127.0.0.1", "m5", GROUP_CLASH), ("m6", "web", "m6", HOST_CLASH)]
+
+
+def test_an_id_that_is_a_groups_name_gets_a_number() -> None:
+    hosts, _groups, _result = populate([FleetSpec(name="a", source="key")], [machine("cmdop", "f", name="cmdop"), machine("all", "f")], {})
+    assert hosts == {"cmdop": "cmdop-2", "all": "all-2"}
+
+
+def test_another_sources_groups_and_hosts_are_taken_too() -> None:
+    machines = [machine("m1", "f", name="db"), machine("m2", "f", name="ok"), machine("m3", "f", name="static"), machine("m4", "f", name="same")]
+    result = layout([FleetSpec(name="web", source="key")], {"key": machines}, sanitize=sanitize, group_prefix="", other_groups={"db"},
+                    other_hosts={"web": "", "static": "", "same": "m4"})
+    assert [group.name for group in result.groups] == ["web_2"]
+    # m3 may not take over the static host; m4 is the same machine as another cmdop source's host "same", so it joins it
+    assert [host.name for host in result.hosts] == ["m1", "m3", "ok", "same"]
+    assert [(item.what, item.clash) for item in result.renamed_hosts] == [("m1", GROUP_CLASH), ("m3", SOURCE_CLASH)]
+
+
+def test_a_group_made_after_the_hosts_is_refused_when_a_host_or_the_controller_has_its_name() -> None:
+    assert refused_group("web", {"web", "db"}) == "a host has that name"
+    assert refused_group("localhost", set()) == "it is a name of the controller (localhost)"
+    assert refused_group("os_linux", {"web"}) is None
+
+
+machine_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,12}", fullmatch=True)  # the listing schema's machine ids
+names = (st.sampled_from(sorted(RESERVED_GROUPS | CONTROLLER_NAMES) + ["web", "db", "fleet_a", "fleet_web", "evil\n", "web\n", " web", "a b"])
+         | st.text(max_size=12) | machine_ids)
+
+
+@st.composite
+def inventories(draw: t.Callable) -> t.Tuple[t.List[FleetSpec], t.List[dict], t.Dict[str, t.List[str]], str, t.Dict[str, str]]:
+    ids = draw(st.lists(machine_ids, min_size=1, max_size=12, unique=True))
+    machines = [dict({"id": machine_id, "workspace": "f"}, **draw(st.fixed_dictionaries({}, optional={"name": names, "hostname": names})))
+                for machine_id in ids]
+    fleets = [FleetSpec(name=name, source="key") for name in draw(st.lists(names, min_size=1, max_size=4))]
+    constructed = {machine_id: draw(st.lists(names | st.sampled_from(ids), max_size=4)) for machine_id in ids}  # keyed groups from API values
+    others = draw(st.dictionaries(names, st.sampled_from(ids) | st.just(""), max_size=4))  # an earlier source's hosts
+    return fleets, machines, constructed, draw(st.sampled_from(["", "fleet_"])), others
+
+
+@settings(max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inventories())
+def test_hosts_and_groups_never_share_a_name_and_no_host_takes_a_reserved_one(case: t.Any) -> None:
+    fleets, machines, constructed, group_prefix, others = case
+    hosts, groups, _result = populate(fleets, machines, constructed, group_prefix, others)
+    assert sorted(hosts) == sorted(machine["id"] for machine in machines)  # every machine is a host
+    names_given = list(hosts.values())
+    assert len(set(names_given)) == len(names_given)  # no two machines share a host
+    assert not set(names_given) & groups, (hosts, groups)
+    assert not set(names_given) & CONTROLLER_NAMES
+    assert not groups & CONTROLLER_NAMES
+    for name in names_given:
+        assert not re.search(r"[\s\x00-\x1f\x7f]", name), repr(name)
+    for machine_id, name in hosts.items():  # a host of an earlier source is joined only by its own machine
+        assert others.get(name, machine_id) == machine_id, (machine_id, name, others)
+
+
+def test_a_fleets_machines_are_matched_by_workspace_without_case() -> None:
+    fleets = [FleetSpec(name="a", source="oauth", remote_id="ABCDEF", by_workspace=True),
+              FleetSpec(name="b", source="oauth", remote_id="ff", by_workspace=True)]
+    result = layout(fleets, {"oauth": [machine("m1", "abcdef"), machine("m2", "AbCdEf"), machine("m3", "FF")]}, sanitize=sanitize)
+    assert {host.name: (host.groups, host.variables["cmdop_fleet"]) for host in result.hosts} == {
+        "m1": (["fleet_a"], "a"), "m2": (["fleet_a"], "a"), "m3": (["fleet_b"], "b")}
+    single = plan_single_key("key-x", API)
+    payload = dict(empty_payload(NOW), listings={single.single_key: [machine("m1", "abcdef"), machine("m2", "ABCDEF")]})
+    assert [fleet.remote_id for fleet in judge(single, payload, "fail", "here", "prod").fleets] == ["abcdef"]  # one fleet, as given first

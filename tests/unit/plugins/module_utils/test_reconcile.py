@@ -125,10 +125,16 @@ def test_name_is_used_when_slug_is_missing_or_empty(slug):
         (".hidden", "hidden"),
         ("-rf", "rf"),
         ("$(rm -rf ~)", "rm-rf"),
-        ("Équipe Ünïcode", "quipe-n-code"),
-        ("日本チーム", "fleet"),
-        ("", "fleet"),
-        ("   ", "fleet"),
+        ("Équipe Ünïcode", "equipe-unicode"),
+        ("Équipe Paris", "equipe-paris"),
+        ("Züri Ops", "zuri-ops"),
+        ("Øresund Łódź Straße Æsir", "oresund-lodz-strasse-aesir"),
+        ("ﬁnance", "finance"),
+        ("日本チーム", "fleet-7f0c8f5e"),
+        ("Команда", "fleet-7f0c8f5e"),
+        ("Команда 42", "fleet-7f0c8f5e"),
+        ("", "fleet-7f0c8f5e"),
+        ("   ", "fleet-7f0c8f5e"),
         ("a" * 200, "a" * 63),
         ("a" * 62 + "-" + "b" * 137, "a" * 62),
         ("a" * 62 + "." + "b" * 137, "a" * 62),
@@ -799,3 +805,33 @@ def test_last_synced_max_age_renews_a_stamp_from_the_future():
         entry = synced_entry("team-a", ID_A, "Team A", last_synced_at=stamp)
         outcome = reconcile(doc(entry), [server_fleet(ID_A, "Team A")], "prod", NOW, "max_age", 86400)
         assert outcome.changed is renewed, stamp
+
+
+# ---------------------------------------------------------------- letters kept, ids without case
+
+
+def test_a_name_without_latin_letters_is_named_from_its_id_the_same_on_every_host_and_never_renamed():
+    fleet = {"id": ID_A, "name": "Команда", "slug": "команда"}
+    first = reconcile(doc(), [fleet], "prod", NOW)
+    assert [entry["name"] for entry in first.document["workspaces"]] == ["fleet-7f0c8f5e"]
+    taken = reconcile(doc({"name": "fleet-7f0c8f5e", "api_key": "k"}), [fleet], "prod", NOW)
+    assert taken.document["workspaces"][1]["name"] == "fleet-7f0c8f5e-2"
+    # An entry made by an older version keeps its name: local names are never renamed.
+    old = synced_entry("quipe-paris", ID_B, "Équipe Paris")
+    outcome = reconcile(doc(old), [server_fleet(ID_B, "Équipe Paris")], "prod", NOW)
+    assert [entry["name"] for entry in outcome.document["workspaces"]] == ["quipe-paris"]
+
+
+def test_fleet_ids_are_compared_without_case_and_written_as_given():
+    upper = ID_A.upper()
+    # A hand-edited upper-case remote_id is the server's fleet: refreshed, not deactivated, no duplicate; it stays as written.
+    outcome = reconcile(doc(synced_entry("team-a", upper, "Team A")), [server_fleet(ID_A, "Team A 2", slug="team-a")], "prod", NOW)
+    assert [(entry["name"], entry["remote_id"], entry.get("inactive")) for entry in outcome.document["workspaces"]] == [("team-a", upper, None)]
+    assert outcome.by_action()[UPDATED] == [{"name": "team-a", "remote_id": upper, "fields": ["remote_name"]}]
+    # An upper-case id from the server (or from fleets:) matches a lower-case entry the same way.
+    outcome = reconcile(doc(synced_entry("team-a", ID_A, "Team A")), [server_fleet(upper, "Team A", slug="team-a")], "prod", NOW)
+    assert [(entry["name"], entry["remote_id"], entry.get("inactive")) for entry in outcome.document["workspaces"]] == [("team-a", ID_A, None)]
+    assert outcome.by_action()[ADDED] == [] and outcome.by_action()[DEACTIVATED] == []
+    # A new fleet is written as the server gave its id.
+    outcome = reconcile(doc(), [server_fleet(upper, "Team A", slug="team-a")], "prod", NOW)
+    assert outcome.document["workspaces"][0]["remote_id"] == upper
