@@ -254,6 +254,17 @@ def test_host_names_follow_the_inventory_s_rule_and_options(source: Source, emul
     assert event["meta"]["hosts"] == sorted(["lab-1", "web-1", "web-2", M4])
 
 
+@pytest.mark.case("events", "machines named localhost, all, cmdop and like a fleet's group (issue 13's takeover, through the source)",
+                  "each takes its id in meta.hosts, as in the inventory: no event names the controller or a group")
+def test_a_machine_named_like_a_group_or_localhost_is_not_that_host_in_events(source: Source, emulator: t.Any) -> None:
+    taken = {"localhost": "0f0e0d0c-0000-4000-8000-000000000011", "all": "0f0e0d0c-0000-4000-8000-000000000012",
+             "cmdop": "0f0e0d0c-0000-4000-8000-000000000013", "127.0.0.1": "0f0e0d0c-0000-4000-8000-000000000014"}
+    for name, machine_id in taken.items():
+        emulator.admin("POST", "machines", machine(machine_id, FLEET_B, name))
+    hosts = source.run(initial="snapshot", hostnames=["name", "id"])[0]["meta"]["hosts"]
+    assert sorted(hosts) == sorted(["lab-1", "web-1", "web-2"] + list(taken.values()))
+
+
 @pytest.mark.case("events", "the state file cannot be written (its folder is a file)",
                   "a warning each poll; the source keeps running and emits each change once")
 def test_a_state_file_that_cannot_be_written_stops_nothing(source: Source, emulator: t.Any, tmp_path: Path,
