@@ -29,39 +29,78 @@ if COLLECTIONS_ROOT not in sys.path:
 # A test marked ``@pytest.mark.case(area, tried, holds)`` (or a parameter with ``marks=pytest.mark.case(...)``) is one
 # case of the reliability suite. Each case's outcome is written, in collection order, to the JSON file that
 # CMDOP_RELIABILITY_RESULTS names (when set); scripts/reliability_table.py turns it into docs/reliability.md.
+#
+# Under pytest-xdist the controller sees every test report (pytest_runtest_logreport) but collects nothing: each
+# worker collects the whole session, so each writes the cases it collected (the catalog, in collection order) next
+# to the results file, and the controller joins the catalog with the outcomes of the reports it got. A case that
+# no report reached stays "not run", which the table check then shows.
 
-_CASES: dict = {}  # test node id -> its case
+RESULTS_ENV = "CMDOP_RELIABILITY_RESULTS"
+_CASES: dict = {}  # test node id -> its case (collected here: without xdist, or in an xdist worker)
+_OUTCOMES: dict = {}  # test node id -> outcome, from the reports
 
 
 def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
     config.addinivalue_line("markers", "case(area, tried, holds): a case of the reliability suite, listed in docs/reliability.md")
 
 
+def _catalog_path(results: str, worker: str) -> Path:
+    return Path(results).with_name(Path(results).name + ".catalog-%s.json" % worker)
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
+    import json  # pylint: disable=import-outside-toplevel
+    import os  # pylint: disable=import-outside-toplevel
+
     _CASES.clear()
     for item in items:
         marker = item.get_closest_marker("case")
         if marker is not None:
             area, tried, holds = marker.args
             _CASES[item.nodeid] = {"area": area, "tried": tried, "holds": holds, "test": item.nodeid, "outcome": "not run"}
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    target = os.environ.get(RESULTS_ENV)
+    if worker and target:
+        path = _catalog_path(target, worker)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(list(_CASES.values())), encoding="utf-8")
+
+
+def pytest_sessionstart(session) -> None:  # type: ignore[no-untyped-def]
+    import os  # pylint: disable=import-outside-toplevel
+
+    target = os.environ.get(RESULTS_ENV)
+    if target and not hasattr(session.config, "workerinput"):  # no catalog of an earlier run may count
+        for path in Path(target).parent.glob(Path(target).name + ".catalog-*.json"):
+            path.unlink()
 
 
 def pytest_runtest_logreport(report) -> None:  # type: ignore[no-untyped-def]
-    case = _CASES.get(report.nodeid)
-    if case is not None:
-        if report.failed:
-            case["outcome"] = "BROKEN"
-        elif report.when == "call" and report.passed and case["outcome"] == "not run":
-            case["outcome"] = "held"
-        elif report.skipped:
-            case["outcome"] = "not run"
+    outcome = _OUTCOMES.get(report.nodeid, "not run")
+    if report.failed:
+        outcome = "BROKEN"
+    elif report.when == "call" and report.passed and outcome == "not run":
+        outcome = "held"
+    elif report.skipped:
+        outcome = "not run"
+    _OUTCOMES[report.nodeid] = outcome
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
     import json  # pylint: disable=import-outside-toplevel
     import os  # pylint: disable=import-outside-toplevel
 
-    target = os.environ.get("CMDOP_RELIABILITY_RESULTS")
-    if target and _CASES:
+    target = os.environ.get(RESULTS_ENV)
+    if not target or hasattr(session.config, "workerinput"):
+        return  # an xdist worker: its controller writes the results
+    cases = dict(_CASES)
+    if not cases:  # the xdist controller: the cases its workers collected (each collects the whole session)
+        for path in sorted(Path(target).parent.glob(Path(target).name + ".catalog-*.json")):
+            for case in json.loads(path.read_text(encoding="utf-8")):
+                cases.setdefault(case["test"], case)
+            path.unlink()
+    for nodeid, case in cases.items():
+        case["outcome"] = _OUTCOMES.get(nodeid, "not run")
+    if cases:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(json.dumps(list(_CASES.values()), indent=1) + "\n", encoding="utf-8")
+        Path(target).write_text(json.dumps(list(cases.values()), indent=1) + "\n", encoding="utf-8")
