@@ -464,13 +464,15 @@ def test_a_concurrent_writer_holding_the_lock_is_waited_for(emulator, targets, i
     lock = path.parent / ".ssh_workspaces.json.lock"
     holder = subprocess.Popen(  # pylint: disable=consider-using-with
         ["runuser", "-u", targets.user("t1"), "--", "python3", "-c",
-         "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True); time.sleep(4)",
-         str(lock)], stdout=subprocess.PIPE, text=True)
+         "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True); sys.stdin.readline(); time.sleep(2)",
+         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # holds the lock until told, then 2 s more
     try:
         assert holder.stdout.readline().strip() == "held"
         gave_up = run_playbook(sync_play(dict(api, lock_timeout=0.5), hosts="t1"), inventory)
         assert "another run holds the lock" in gave_up.task("sync", "t1")["msg"]
         assert json.loads(path.read_text(encoding="utf-8")) == {"active": "", "workspaces": []}
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
         waited = run_playbook(sync_play(dict(api, lock_timeout=30), hosts="t1"), inventory)
         assert waited.rc == 0, waited.describe()
         assert holder.poll() is not None  # it could only finish once the holder let go
