@@ -3,6 +3,8 @@
 # (tests/sanity/ignore-*.txt must not exist).
 #
 #   scripts/sanity.sh [extra ansible-test args, e.g. --test pep8]
+#   scripts/sanity.sh --units [extra ansible-test args]   ansible-test units instead, the same way
+#                                                        (scripts/units.sh; tests/unit/requirements.txt)
 #
 # How and why:
 # - ansible-test needs its content root at .../ansible_collections/cmdop/fleet.
@@ -32,9 +34,15 @@ cd "$root"
 VENV=${VENV:-$root/.venv}
 SANITY_PYTHON=${SANITY_PYTHON:-$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')}
 
+command=sanity
+if [ "${1:-}" = "--units" ]; then
+  command=units
+  shift
+fi
+
 shopt -s nullglob
 ignores=(tests/sanity/ignore-*.txt)
-if [ ${#ignores[@]} -gt 0 ]; then
+if [ "$command" = sanity ] && [ ${#ignores[@]} -gt 0 ]; then
   echo "sanity: ignore files are not allowed: ${ignores[*]}" >&2
   exit 1
 fi
@@ -73,4 +81,4 @@ echo "sanity: $(find "$content_root" -type f | wc -l) files copied to $content_r
 export ANSIBLE_TEST_CONTENT_ROOT="$content_root"
 export PATH="$VENV/bin:$PATH"
 cd "$content_root"
-"$VENV/bin/ansible-test" sanity --venv --python "$SANITY_PYTHON" --requirements --color no "$@"
+"$VENV/bin/ansible-test" "$command" --venv --python "$SANITY_PYTHON" --requirements --color no "$@"

@@ -3,10 +3,10 @@
 #   1. scripts/bootstrap.sh: Debian packages, a venv per ansible-core, the target interpreters
 #   2. then these steps, side by side (at most TEST_JOBS at once, the longest first; each pytest run on
 #      TEST_WORKERS pytest-xdist workers, each worker with its own SSH target users, see tests/e2e/harness.py):
-#      - pytest tests/unit tests/e2e with every ansible-core, the tests marked core_independent left out (the
-#        reliability suite's slow files with the newest core only)
-#      - the tests marked core_independent, once (newest core), under the check that none imports ansible or
-#        runs an ansible CLI (tests/conftest.py, --core-independent)
+#      - pytest tests/e2e with every ansible-core, and tests/unit with the older ones (the reliability suite's slow
+#        files with the newest core only); the tests marked core_independent (tests/conftest.py: checked not to use
+#        ansible) with the newest core only
+#      - ansible-test units (scripts/units.sh): tests/unit as a collection reviewer runs it, newest core
 #      - ansible-test sanity (scripts/sanity.sh) with the oldest and with the newest ansible-core
 #      - lint (scripts/lint.sh), the benchmarks at CI size
 #      - scripts/mutations.py (each guarantee broken on purpose must fail its named test)
@@ -67,6 +67,15 @@ pytest_step() {
   step_cmds+=("$(printf '%s\0' pytest "$@" | base64 -w0)")
 }
 
+# counted_step NAME [ENV=VALUE...] -- COMMAND...: a command that runs pytest (e.g. ansible-test units); its counts
+# (pytest's summary line in its output) go into the total.
+counted_step() {
+  local name=$1
+  shift
+  step_names+=("$name")
+  step_cmds+=("$(printf '%s\0' counted "$@" | base64 -w0)")
+}
+
 # run_one INDEX: runs step INDEX (in the background), writing its log and, at the end, its result line:
 # "<exit status> <seconds> <passed> <failed+errors> <skipped> <pytest's last line>".
 run_one() {
@@ -80,11 +89,17 @@ run_one() {
     echo "$rc $((SECONDS - start)) 0 0 0" >"$result"
     return
   fi
-  local python=${words[1]} env=() i=2
+  local env=() i=1 cmd
+  if [ "${words[0]}" = pytest ]; then i=2; fi
   while [ "${words[$i]}" != "--" ]; do env+=("${words[$i]}"); i=$((i + 1)); done
-  env "${env[@]}" "$python" -m pytest "${words[@]:$((i + 1))}" "${extra_args[@]}" >"$log" 2>&1 </dev/null || rc=$?
+  if [ "${words[0]}" = pytest ]; then
+    cmd=("${words[1]}" -m pytest "${words[@]:$((i + 1))}" "${extra_args[@]}")
+  else
+    cmd=("${words[@]:$((i + 1))}")
+  fi
+  env "${env[@]}" "${cmd[@]}" >"$log" 2>&1 </dev/null || rc=$?
   local counts p f e s
-  counts=$(tail -n 1 "$log")
+  counts=$(grep -E '^=* ?[0-9]+ (passed|failed|errors?|skipped)\b.* in [0-9.]+s' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//' || true)
   p=$(grep -Eo '[0-9]+ passed' <<<"$counts" | cut -d' ' -f1 || true)
   f=$(grep -Eo '[0-9]+ failed' <<<"$counts" | cut -d' ' -f1 || true)
   e=$(grep -Eo '[0-9]+ errors?' <<<"$counts" | cut -d' ' -f1 || true)
@@ -169,8 +184,8 @@ done
 
 # The longest first: the newest core's pytest run, then the sanity runs, the other cores, and the rest.
 if has_core "$NEWEST_CORE"; then
-  pytest_step "pytest tests/unit tests/e2e (not core_independent), ansible-core $NEWEST_CORE" "$root/$(core_venv "$NEWEST_CORE")/bin/python" \
-    CMDOP_RELIABILITY_RESULTS="$reliability/results.json" -- "${xdist[@]}" --durations=10 -m "not core_independent" tests/unit tests/e2e
+  pytest_step "pytest tests/e2e, ansible-core $NEWEST_CORE" "$root/$(core_venv "$NEWEST_CORE")/bin/python" \
+    CMDOP_RELIABILITY_RESULTS="$reliability/results.json" -- "${xdist[@]}" --durations=10 tests/e2e
 fi
 for core in "$NEWEST_CORE" "$OLDEST_CORE"; do
   has_core "$core" || continue
@@ -194,10 +209,9 @@ if has_core "$NEWEST_CORE"; then
     pytest_step "pytest module e2e tests, targets with $libs libraries" "$root/$(core_venv "$NEWEST_CORE")/bin/python" \
       CMDOP_E2E_TARGET_LIBS="$libs" -- "${xdist[@]}" --durations=10 tests/e2e/test_target_libraries.py tests/e2e/test_sync.py tests/e2e/test_tls.py
   done
-  # the files that mark tests so (as tests/conftest.py finds them): only their folders' conftest.py files are loaded
-  mapfile -t marked < <(grep -rlE --include='test_*.py' '^\s*(@pytest\.mark\.core_independent\b|pytestmark\s*=.*\bpytest\.mark\.core_independent\b)' tests | sort)
-  pytest_step "pytest the tests marked core_independent, once (ansible-core $NEWEST_CORE, none may use ansible)" \
-    "$root/$(core_venv "$NEWEST_CORE")/bin/python" -- "${xdist[@]}" --durations=10 --core-independent "${marked[@]}"
+  # tests/unit as a collection reviewer runs it (with the newest core: the older ones run it in their pytest run)
+  counted_step "ansible-test units (scripts/units.sh), ansible-core $NEWEST_CORE" \
+    VENV="$root/$(core_venv "$NEWEST_CORE")" -- scripts/units.sh --num-workers "$workers"
   step "lint: scripts/lint.sh (ansible-lint, antsibull-docs, antsibull-changelog)" scripts/lint.sh
   step "bench at CI size (make bench's code at small sizes, no time asserted)" "$root/.venv/bin/python" tests/benchmarks/bench.py --ci
 fi

@@ -9,10 +9,11 @@ scripts/collection-layout.sh (build/collections/ansible_collections/cmdop/fleet
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,72 +45,125 @@ else:
 # ---- core-independent tests: run once -------------------------------------------------------------------------
 # A test whose outcome cannot depend on the ansible-core version (pure code of the collection, the emulator, static
 # checks) is marked ``@pytest.mark.core_independent`` (a whole file: ``pytestmark = pytest.mark.core_independent``).
-# scripts/test.sh runs those once, with ``--core-independent`` (only they run, under a guard), and every other test on
-# every core (``-m "not core_independent"``). Under the guard, importing ansible fails, and so does starting an ansible
-# CLI (ansible-playbook, ansible-inventory ...): a test that does either is not core-independent and must not be
-# marked so. Files that do not mention the marker are not even collected in that run (nor their folders' conftest).
+# scripts/test.sh runs those with the newest core only, and every other test on every core (``-m "not
+# core_independent"`` for the older ones). The mark is checked wherever such a test runs (plain pytest or ansible-test
+# units): it fails when its file, or any module of this repository that it imports (however deep), imports ansible;
+# when it imports ansible while it runs; or when it starts an ansible CLI (ansible-playbook, ansible-inventory ...).
+# Such a test depends on ansible-core: it must not be marked so.
 
 CORE_INDEPENDENT = "core_independent"
+_GUARDED: list = []  # the node id of the marked test running now (its setup, call and teardown), if any
 
 
 class CoreDependentError(ImportError):
-    """Raised by the guard of ``--core-independent``."""
+    """A test marked core_independent used ansible."""
+
+
+def _is_ansible(name: str) -> bool:
+    return name == "ansible" or name.startswith("ansible.")
+
+
+def _refuse(what: str) -> None:
+    raise CoreDependentError("%s %s: it depends on ansible-core, so it is not core-independent (remove the %s mark)"
+                             % (_GUARDED[0], what, CORE_INDEPENDENT))
 
 
 class _NoAnsible:
-    """A meta path finder refusing ``ansible`` and its submodules."""
+    """A meta path finder refusing ``ansible`` and its submodules while a marked test runs."""
 
     @staticmethod
     def find_spec(name, path=None, target=None):  # type: ignore[no-untyped-def]  # pylint: disable=unused-argument
-        if name == "ansible" or name.startswith("ansible."):
-            raise CoreDependentError("a core-independent test imported %s: it depends on ansible-core, so it is not "
-                                     "core-independent (remove the core_independent mark)" % name)
+        if _GUARDED and _is_ansible(name):
+            _refuse("imported %s" % name)
         return None
 
 
 def _no_ansible_cli(event, args):  # type: ignore[no-untyped-def]
+    if not _GUARDED or event not in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.spawn"):
+        return
     if event == "os.spawn":
         args = args[1:]
-    if event not in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.spawn"):
-        return
     executable, argv = args[0], args[1]
-    names = [executable] + (list(argv)[:2] if isinstance(argv, (list, tuple)) else [argv])
-    for name in names:
+    for name in [executable] + (list(argv)[:2] if isinstance(argv, (list, tuple)) else [argv]):
         words = os.fsdecode(name).split() if isinstance(name, (str, bytes, os.PathLike)) else []
-        if words and os.path.basename(words[0]).startswith("ansible"):  # a program, or a shell command line's first
-            raise CoreDependentError("a core-independent test ran %s: it depends on ansible-core, so it is not "
-                                     "core-independent (remove the core_independent mark)" % os.fsdecode(name))
+        if words and os.path.basename(words[0]).startswith("ansible"):  # a program, or a shell command line's first word
+            _refuse("ran %s" % os.fsdecode(name))
 
 
-def pytest_addoption(parser) -> None:  # type: ignore[no-untyped-def]
-    parser.addoption("--core-independent", action="store_true",
-                     help="run only the tests marked core_independent, failing any that imports ansible or runs an ansible CLI")
+_IMPORTS: dict = {}  # file -> the ansible modules it imports itself, and the modules it imports
 
 
-_MARKS = re.compile(r"^\s*(@pytest\.mark\.%s\b|pytestmark\s*=.*\bpytest\.mark\.%s\b)" % (CORE_INDEPENDENT, CORE_INDEPENDENT), re.M)
-
-
-def _mentions_marker(path: Path) -> bool:
-    files = [path] if path.is_file() else path.rglob("test_*.py")
-    return any(_MARKS.search(item.read_text(encoding="utf-8", errors="replace")) for item in files)
-
-
-def pytest_ignore_collect(collection_path, config):  # type: ignore[no-untyped-def]
-    if not config.getoption("--core-independent", default=False):
+def _module_file(name: str) -> Path | None:
+    """The file of an imported module when it is this repository's (collection code or test helpers)."""
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if not path:
         return None
-    if collection_path.is_dir() or (collection_path.name.startswith("test_") and collection_path.suffix == ".py"):
-        return None if _mentions_marker(collection_path) else True
-    return None
+    path = Path(path).resolve()
+    # (ansible's collection finder gives a package a made-up file name: __synthetic__)
+    return path if REPO_ROOT in path.parents and path.suffix == ".py" and path.is_file() else None
 
 
-def _install_guard() -> None:
-    loaded = sorted(name for name in sys.modules if name == "ansible" or name.startswith("ansible."))
-    if loaded:
-        raise RuntimeError("--core-independent: ansible was imported before the tests (%s), by a conftest.py or a plugin; "
-                           "tests under tests/e2e (whose conftest.py loads the harness, which imports ansible) cannot be "
-                           "core-independent" % ", ".join(loaded[:3]))
-    sys.meta_path.insert(0, _NoAnsible())
-    sys.addaudithook(_no_ansible_cli)
+def _ansible_imports(path: Path, chain: tuple = ()) -> list:
+    """Chains of files ending in an import of ansible, from path through the modules of this repository it imports."""
+    import ast  # pylint: disable=import-outside-toplevel
+
+    if path not in _IMPORTS:
+        direct, modules = [], []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module] + ["%s.%s" % (node.module, alias.name) for alias in node.names]
+            direct += [name for name in names if _is_ansible(name)]
+            modules += [name for name in names if not _is_ansible(name)]
+        _IMPORTS[path] = (direct, modules)
+    direct, modules = _IMPORTS[path]
+    found = [chain + (path, name) for name in direct]
+    for name in modules:
+        target = _module_file(name)
+        if target is not None and target not in chain and target != path:
+            found += _ansible_imports(target, chain + (path,))
+    return found
+
+
+def _check_marked(item) -> None:  # type: ignore[no-untyped-def]
+    module_file = getattr(getattr(item, "module", None), "__file__", None)
+    if module_file:
+        chains = _ansible_imports(Path(module_file).resolve())
+        if chains:
+            route = " -> ".join((str(part.relative_to(REPO_ROOT)) if REPO_ROOT in part.parents else part.name)
+                                if isinstance(part, Path) else part for part in chains[0])
+            raise CoreDependentError("%s is marked %s, but imports ansible: %s" % (item.nodeid, CORE_INDEPENDENT, route))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):  # type: ignore[no-untyped-def]
+    marked = item.get_closest_marker(CORE_INDEPENDENT) is not None
+    if marked:
+        _check_marked(item)
+        _GUARDED[:] = [item.nodeid]
+    try:
+        yield
+    finally:
+        _GUARDED.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):  # type: ignore[no-untyped-def]
+    _GUARDED[:] = [item.nodeid] if item.get_closest_marker(CORE_INDEPENDENT) is not None else []
+    try:
+        yield
+    finally:
+        _GUARDED.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):  # type: ignore[no-untyped-def]  # pylint: disable=unused-argument
+    _GUARDED[:] = [item.nodeid] if item.get_closest_marker(CORE_INDEPENDENT) is not None else []
+    try:
+        yield
+    finally:
+        _GUARDED.clear()
 
 
 # ---- the reliability table (docs/reliability.md) ---------------------------------------------------------------
@@ -131,8 +185,9 @@ def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
     config.addinivalue_line("markers", "case(area, tried, holds): a case of the reliability suite, listed in docs/reliability.md")
     config.addinivalue_line("markers", "core_independent: the outcome cannot depend on the ansible-core version (no ansible "
                                        "import, no ansible CLI): runs once, not on every core")
-    if config.getoption("--core-independent"):
-        _install_guard()
+    if not any(isinstance(finder, _NoAnsible) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _NoAnsible())  # idle unless a test marked core_independent runs
+        sys.addaudithook(_no_ansible_cli)
 
 
 def _catalog_path(results: str, worker: str) -> Path:
@@ -142,11 +197,6 @@ def _catalog_path(results: str, worker: str) -> Path:
 def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
     import json  # pylint: disable=import-outside-toplevel
 
-    if config.getoption("--core-independent"):
-        kept = [item for item in items if item.get_closest_marker(CORE_INDEPENDENT)]
-        if len(kept) != len(items):
-            config.hook.pytest_deselected(items=[item for item in items if not item.get_closest_marker(CORE_INDEPENDENT)])
-            items[:] = kept
     _CASES.clear()
     for item in items:
         marker = item.get_closest_marker("case")

@@ -632,7 +632,8 @@ def test_become_root_writes_another_users_file_owned_by_them(run_playbook, clean
     home = clean_targets.home("t2")
     path = home / ".cmdop-owned" / "ssh_workspaces.json"
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [{"name": "sync", "cmdop.fleet.sync": {
-        "path": str(path), "owner": clean_targets.user("t2"), "group": clean_targets.user("t2"), "fleets": [{"id": TEAM_A, "name": "Team A", "slug": "team-a"}]}}]}]
+        "path": str(path), "owner": clean_targets.user("t2"), "group": clean_targets.user("t2"),
+        "fleets": [{"id": TEAM_A, "name": "Team A", "slug": "team-a"}]}}]}]
     try:
         result = run_playbook(play, None)
         assert result.rc == 0, result.describe()
