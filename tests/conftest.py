@@ -90,57 +90,67 @@ def _no_ansible_cli(event, args):  # type: ignore[no-untyped-def]
             _refuse("ran %s" % os.fsdecode(name))
 
 
-_IMPORTS: dict = {}  # file -> the ansible modules it imports itself, and the modules it imports
+_FILES: dict = {}  # module name -> its file when it is one of this repository's, else None
+_CHAINS: dict = {}  # file -> a chain of files ending in an import of ansible (empty: none)
+_REFUSED: dict = {}  # node id of a marked test -> why it is not core-independent (found at collection)
 
 
 def _module_file(name: str) -> Path | None:
     """The file of an imported module when it is this repository's (collection code or test helpers)."""
-    module = sys.modules.get(name)
-    path = getattr(module, "__file__", None)
-    if not path:
-        return None
-    path = Path(path).resolve()
-    # (ansible's collection finder gives a package a made-up file name: __synthetic__)
-    return path if REPO_ROOT in path.parents and path.suffix == ".py" and path.is_file() else None
+    if name not in _FILES:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        path = Path(path).resolve() if path else None
+        # (ansible's collection finder gives a package a made-up file name: __synthetic__)
+        _FILES[name] = path if path and REPO_ROOT in path.parents and path.suffix == ".py" and path.is_file() else None
+    return _FILES[name]
 
 
-def _ansible_imports(path: Path, chain: tuple = ()) -> list:
-    """Chains of files ending in an import of ansible, from path through the modules of this repository it imports."""
+def _ansible_chain(path: Path, visiting: frozenset = frozenset()) -> tuple:
+    """Files from path, through the modules of this repository it imports, to an import of ansible (empty: none)."""
     import ast  # pylint: disable=import-outside-toplevel
 
-    if path not in _IMPORTS:
-        direct, modules = [], []
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names = [node.module] + ["%s.%s" % (node.module, alias.name) for alias in node.names]
-            direct += [name for name in names if _is_ansible(name)]
-            modules += [name for name in names if not _is_ansible(name)]
-        _IMPORTS[path] = (direct, modules)
-    direct, modules = _IMPORTS[path]
-    found = [chain + (path, name) for name in direct]
+    if path in _CHAINS:
+        return _CHAINS[path]
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module] + ["%s.%s" % (node.module, alias.name) for alias in node.names]
+        for name in names:
+            if _is_ansible(name):
+                _CHAINS[path] = (path, name)
+                return _CHAINS[path]
+            modules.append(name)
+    chain: tuple = ()
     for name in modules:
         target = _module_file(name)
-        if target is not None and target not in chain and target != path:
-            found += _ansible_imports(target, chain + (path,))
-    return found
+        if target is not None and target != path and target not in visiting:
+            found = _ansible_chain(target, visiting | {path})
+            if found:
+                chain = (path,) + found
+                break
+    _CHAINS[path] = chain
+    return chain
 
 
-def _check_marked(item) -> None:  # type: ignore[no-untyped-def]
-    module_file = getattr(getattr(item, "module", None), "__file__", None)
-    if module_file:
-        chains = _ansible_imports(Path(module_file).resolve())
-        if chains:
+def _check_marked(items) -> None:  # type: ignore[no-untyped-def]
+    """At collection (once per file): which marked tests import ansible."""
+    for item in items:
+        module_file = getattr(getattr(item, "module", None), "__file__", None)
+        if item.get_closest_marker(CORE_INDEPENDENT) is None or not module_file:
+            continue
+        chain = _ansible_chain(Path(module_file).resolve())
+        if chain:
             route = " -> ".join((str(part.relative_to(REPO_ROOT)) if REPO_ROOT in part.parents else part.name)
-                                if isinstance(part, Path) else part for part in chains[0])
-            raise CoreDependentError("%s is marked %s, but imports ansible: %s" % (item.nodeid, CORE_INDEPENDENT, route))
+                                if isinstance(part, Path) else part for part in chain)
+            _REFUSED[item.nodeid] = "%s is marked %s, but imports ansible: %s" % (item.nodeid, CORE_INDEPENDENT, route)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):  # type: ignore[no-untyped-def]
-    marked = item.get_closest_marker(CORE_INDEPENDENT) is not None
-    if marked:
-        _check_marked(item)
+    if item.nodeid in _REFUSED:
+        raise CoreDependentError(_REFUSED[item.nodeid])
+    if item.get_closest_marker(CORE_INDEPENDENT) is not None:
         _GUARDED[:] = [item.nodeid]
     try:
         yield
@@ -197,6 +207,7 @@ def _catalog_path(results: str, worker: str) -> Path:
 def pytest_collection_modifyitems(session, config, items) -> None:  # type: ignore[no-untyped-def]
     import json  # pylint: disable=import-outside-toplevel
 
+    _check_marked(items)
     _CASES.clear()
     for item in items:
         marker = item.get_closest_marker("case")
