@@ -310,7 +310,7 @@ class SshTargets:
                         self.hosts = slot_hosts(slot)
                         self.users = list(self.hosts.values())
                     return
-            names = ", ".join(path for _, path in candidates[:2]) + (" ..." if len(candidates) > 2 else "")
+            names = ", ".join(candidate[1] for candidate in candidates[:2]) + (" ..." if len(candidates) > 2 else "")
             if time.monotonic() > deadline:
                 raise RuntimeError("other e2e sessions have held %s for %ss" % (names, TARGETS_LOCK_TIMEOUT))
             if not announced:
