@@ -98,12 +98,12 @@ run_one() {
     cmd=("${words[@]:$((i + 1))}")
   fi
   env "${env[@]}" "${cmd[@]}" >"$log" 2>&1 </dev/null || rc=$?
+  # pytest's summary lines ("N passed, N failed in Xs"; ansible-test units runs pytest once per test context): summed
   local counts p f e s
-  counts=$(grep -E '^=* ?[0-9]+ (passed|failed|errors?|skipped)\b.* in [0-9.]+s' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//' || true)
-  p=$(grep -Eo '[0-9]+ passed' <<<"$counts" | cut -d' ' -f1 || true)
-  f=$(grep -Eo '[0-9]+ failed' <<<"$counts" | cut -d' ' -f1 || true)
-  e=$(grep -Eo '[0-9]+ errors?' <<<"$counts" | cut -d' ' -f1 || true)
-  s=$(grep -Eo '[0-9]+ skipped' <<<"$counts" | cut -d' ' -f1 || true)
+  counts=$(grep -E '^=* ?[0-9]+ (passed|failed|errors?|skipped)\b.* in [0-9.]+s' "$log" | tr -d '=' | sed 's/^ *//; s/ *$//' || true)
+  sum() { { grep -Eo "[0-9]+ $1" <<<"$counts" || true; } | awk '{n += $1} END {print n + 0}'; }
+  p=$(sum passed) f=$(sum failed) e=$(sum 'errors?') s=$(sum skipped)
+  counts=$(tr '\n' ';' <<<"$counts" | sed 's/;$//; s/;/; /g')
   local bad=$((${f:-0} + ${e:-0}))
   if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi  # no test failed, yet pytest did not pass
   echo "$rc $((SECONDS - start)) ${p:-0} $bad ${s:-0} $counts" >"$result"
