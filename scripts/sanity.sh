@@ -76,7 +76,7 @@ list_files() {
 list_files | while IFS= read -r -d '' f; do
   if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
 done | tar --null -T - -cf - | tar -xpf - -C "$content_root"
-echo "sanity: $(find "$content_root" -type f | wc -l) files copied to $content_root"
+echo "sanity: $(find "$content_root" -path "$content_root/tests/output" -prune -o -type f -print | wc -l) files copied to $content_root"
 
 export ANSIBLE_TEST_CONTENT_ROOT="$content_root"
 export PATH="$VENV/bin:$PATH"
