@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything `make test` does (the ansible-core versions are scripts/matrix.sh's):
 #   1. scripts/bootstrap.sh: Debian packages, a venv per ansible-core, the target interpreters
-#   2. then these steps, side by side (at most TEST_JOBS at once, the longest first; each pytest run on
+#   2. then these steps, side by side (at most TEST_JOBS, default 2, at once, the longest first; each pytest run on
 #      TEST_WORKERS pytest-xdist workers, each worker with its own SSH target users, see tests/e2e/harness.py):
 #      - pytest tests/e2e with every ansible-core, and tests/unit with the older ones (the reliability suite's slow
 #        files with the newest core only); the tests marked core_independent (tests/conftest.py: checked not to use
@@ -29,7 +29,7 @@ cd "$root"
 # shellcheck source=scripts/matrix.sh
 . scripts/matrix.sh
 read -r -a cores <<<"${TEST_CORES:-${CORES[*]}}"
-jobs_max=${TEST_JOBS:-3}
+jobs_max=${TEST_JOBS:-2}
 workers=${TEST_WORKERS:-2}
 logs="$root/build/test-logs"
 rm -rf "$logs"

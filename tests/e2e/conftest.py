@@ -91,7 +91,7 @@ def emulator(emulator_seed: t.Any, tmp_path: Path) -> t.Iterator[Emulator]:
     """A fresh emulator per test, terminated (killed after 10 s) at teardown."""
     emu = Emulator(emulator_seed, tmp_path / "emulator")
     try:
-        emu.start(timeout=20.0)
+        emu.start(timeout=60.0)  # seconds: a machine busy with parallel runs can take long to start a Python
         yield emu
     finally:
         emu.stop()

@@ -268,7 +268,7 @@ class SshTargets:
                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     )
                 try:
-                    self._wait_until_ready(timeout=20.0)
+                    self._wait_until_ready(timeout=60.0)
                     break
                 except RuntimeError:
                     if self._proc.poll() is None or attempt == 4:
@@ -679,7 +679,7 @@ class Emulator:
         self.stderr_path = self.workdir / "emulator.stderr"
         self._proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> Emulator:
+    def start(self, timeout: float = 60.0) -> Emulator:
         """Start the emulator and wait for its "listening" line; returns self."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if isinstance(self.seed, dict):
