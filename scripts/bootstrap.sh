@@ -7,18 +7,31 @@
 #    certificate of the TLS tests;
 #  - one virtualenv per ansible-core of the matrix (scripts/matrix.sh): .venv
 #    for the newest, .venvs/ansible-core-X.Y for the others, each with
-#    requirements-dev.txt and that core;
+#    requirements-dev.txt and that core; .venv also with the lint tools
+#    (scripts/requirements-lint.txt); built side by side;
 #  - target interpreters with the oldest supported libraries
 #    (tests/e2e/target-requirements/*.txt, built in /opt/cmdop-fleet-e2e);
 #  - the offline get-pip shim that ansible-test --venv looks for (per core).
 # Idempotent: a second run only checks.
 #
+#   scripts/bootstrap.sh                   everything make test needs
+#   scripts/bootstrap.sh --demo            only what make demo needs: .venv with the newest core and
+#                                          requirements.txt (no test, lint or packaging tools, no other core)
 #   CORES_ONLY="2.19" scripts/bootstrap.sh   only these cores' venvs (and the rest)
+#
+# To add a piece: a line below (a script of its own for anything long), run for make test, or for both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+demo=false
+[ "${1:-}" != "--demo" ] || demo=true
+
 PYTHON=${PYTHON:-python3}
-DEB_PACKAGES=(openssh-server openssl python3 python3-requests python3-requests-oauthlib python3-jsonschema python3-venv shellcheck)
+if $demo; then
+  DEB_PACKAGES=(python3 python3-venv)
+else
+  DEB_PACKAGES=(openssh-server openssl python3 python3-requests python3-requests-oauthlib python3-jsonschema python3-venv shellcheck)
+fi
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
@@ -38,15 +51,20 @@ fi
 # shellcheck source=scripts/matrix.sh
 . scripts/matrix.sh
 
-# make_venv DIR DESCRIPTION PIP-ARGS...: a virtualenv at DIR with PIP-ARGS
-# installed, redone only when what it is built from changed (a stamp in DIR).
+# stamp PIP-ARGS...: what a venv is built from (the args and the requirement files they name).
+stamp() {
+  { printf '%s\n' "$PYTHON" "$@"; cat requirements.txt requirements-dev.txt scripts/requirements-lint.txt; } | sha256sum | cut -d' ' -f1
+}
+
+# make_venv DIR DESCRIPTION ACCEPTED-STAMP -- PIP-ARGS...: a virtualenv at DIR with PIP-ARGS installed, redone only
+# when what it is built from changed (a stamp in DIR). A venv stamped ACCEPTED-STAMP (one built for more) is kept too.
 make_venv() {
-  local dir=$1 what=$2
-  shift 2
+  local dir=$1 what=$2 accepted=$3
+  shift 4
   local want
-  want=$({ printf '%s\n' "$PYTHON" "$@"; cat requirements.txt requirements-dev.txt; } | sha256sum | cut -d' ' -f1)
-  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.bootstrap.sha256" 2>/dev/null)" = "$want" ]; then
-    return 0
+  want=$(stamp "$@")
+  if [ -x "$dir/bin/python" ]; then
+    case "$(cat "$dir/.bootstrap.sha256" 2>/dev/null)" in "$want" | "$accepted") return 0 ;; esac
   fi
   echo "bootstrap: installing $what into $dir"
   [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir"
@@ -55,14 +73,36 @@ make_venv() {
   echo "$want" > "$dir/.bootstrap.sha256"
 }
 
+newest_full=(-r requirements-dev.txt -r scripts/requirements-lint.txt "ansible-core==$NEWEST_CORE.*")
+if $demo; then
+  # make demo: the newest core and the collection's requirements; a venv that make test built is kept as it is.
+  make_venv .venv "ansible-core $NEWEST_CORE and requirements.txt (make demo)" "$(stamp "${newest_full[@]}")" -- \
+    -r requirements.txt "ansible-core==$NEWEST_CORE.*"
+  echo "bootstrap: ready (demo)"
+  exit 0
+fi
+
+# The venvs of the cores, side by side (each logs to build/bootstrap/<core>.log, shown when it fails).
+mkdir -p build/bootstrap
+pids=()
+names=()
 for core in "${CORES[@]}"; do
   case " ${CORES_ONLY:-${CORES[*]}} " in *" $core "*) ;; *) continue ;; esac
   venv=$(core_venv "$core")
-  make_venv "$venv" "ansible-core $core and requirements-dev.txt" -r requirements-dev.txt "ansible-core==$core.*"
-  # ansible-test --venv bootstraps pip with a get-pip script it would download;
-  # it first looks in its cache. This shim does the same job offline.
-  scripts/install-get-pip-shim.sh "$venv/bin/python" >/dev/null
-  echo "bootstrap: $venv: $("$venv/bin/ansible" --version | sed -n 1p)"
+  if [ "$core" = "$NEWEST_CORE" ]; then
+    args=("${newest_full[@]}") what="ansible-core $core, requirements-dev.txt and the lint tools"
+  else
+    args=(-r requirements-dev.txt "ansible-core==$core.*") what="ansible-core $core and requirements-dev.txt"
+  fi
+  (
+    make_venv "$venv" "$what" none -- "${args[@]}"
+    # ansible-test --venv bootstraps pip with a get-pip script it would download;
+    # it first looks in its cache. This shim does the same job offline.
+    scripts/install-get-pip-shim.sh "$venv/bin/python" >/dev/null
+    echo "bootstrap: $venv: $("$venv/bin/ansible" --version | sed -n 1p)"
+  ) >"build/bootstrap/$core.log" 2>&1 &
+  pids+=($!)
+  names+=("$core")
 done
 
 # Target interpreters: machine-wide (the target users must be able to run
@@ -82,4 +122,16 @@ for requirements in tests/e2e/target-requirements/*.txt; do
   fi
 done
 exec 9>&-
+
+failed=0
+for i in "${!pids[@]}"; do
+  if wait "${pids[$i]}"; then
+    cat "build/bootstrap/${names[$i]}.log"
+  else
+    echo "bootstrap: the venv of ansible-core ${names[$i]} failed:" >&2
+    cat "build/bootstrap/${names[$i]}.log" >&2
+    failed=1
+  fi
+done
+[ "$failed" -eq 0 ] || exit 1
 echo "bootstrap: ready"

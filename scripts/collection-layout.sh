@@ -28,6 +28,7 @@ elif [ -e "$link" ]; then
   echo "collection-layout: $link exists and is not a symlink; remove it" >&2
   exit 1
 else
-  ln -s "$root" "$link"
+  # another process (a pytest-xdist worker, a side-by-side run) may make it at the same moment
+  ln -s "$root" "$link" 2>/dev/null || [ "$(readlink "$link")" = "$root" ]
 fi
 echo "$collections"

@@ -10,8 +10,8 @@ root=$(pwd -P)
 
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-section "Setting up (scripts/bootstrap.sh)"
-scripts/bootstrap.sh
+section "Setting up (scripts/bootstrap.sh --demo: the newest ansible-core and requirements.txt)"
+scripts/bootstrap.sh --demo
 PY="$root/.venv/bin/python"
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH

@@ -1,6 +1,6 @@
 """Break each guarantee on purpose and check that the test named for it fails.
 
-    .venv/bin/python scripts/mutations.py OUT.json [--only NAME]
+    .venv/bin/python scripts/mutations.py OUT.json [--only NAME] [--jobs N]
 
 For every mutation below: copy the checkout (tracked and untracked files, not venvs or build output) to a
 temporary folder, replace one exact piece of code there, and run the named pytest test in the copy with the
@@ -8,17 +8,23 @@ given interpreter (a venv of scripts/bootstrap.sh). The mutation is *caught* (ou
 1: the test ran and failed. Any other exit (it passed, or could not run) is "BROKEN", as is a mutation whose
 code is no longer found: this list must follow the code. scripts/test.sh runs it and
 scripts/reliability_table.py puts the outcomes in docs/reliability.md. Exit status 1 when one is not caught.
+
+Each mutation is an independent copy, and the e2e harness gives each pytest run its own target users and sshd,
+so --jobs of them (default: the number of CPUs) run at once; the results keep the order of MUTATIONS.
+To add one: append a Mutation to MUTATIONS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,15 +151,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--only", action="append", help="run only these mutations (by name)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutations run at once (default: the CPUs)")
     args = parser.parse_args()
+    chosen = [mutation for mutation in MUTATIONS if not args.only or mutation.name in args.only]
+    names = [mutation.name for mutation in MUTATIONS]
+    doubles = sorted({name for name in names if names.count(name) > 1})
+    if doubles:
+        print("mutation names must be unique (each has its own copy): %s" % ", ".join(doubles), file=sys.stderr)
+        return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="cmdop-mutations-") as folder:
-        for mutation in MUTATIONS:
-            if args.only and mutation.name not in args.only:
-                continue
-            outcome, said = run(mutation, Path(folder))
-            print("%-7s %-22s %s  (%s)" % (outcome, mutation.name, mutation.test, said), flush=True)
-            results.append({"name": mutation.name, "broken": mutation.broken, "file": mutation.file, "test": mutation.test, "outcome": outcome})
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = [pool.submit(run, mutation, Path(folder)) for mutation in chosen]
+            for mutation, future in zip(chosen, futures):
+                outcome, said = future.result()
+                print("%-7s %-22s %s  (%s)" % (outcome, mutation.name, mutation.test, said), flush=True)
+                results.append({"name": mutation.name, "broken": mutation.broken, "file": mutation.file, "test": mutation.test, "outcome": outcome})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0 if all(item["outcome"] == "held" for item in results) else 1

@@ -96,6 +96,9 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 # 502 or 504 may come after the origin rotated it, so only 429 and 503 (refused before any work) are retried.
 REFRESH_RETRY_STATUSES = (429, 503)
 USER_AGENT = "cmdop.fleet (Ansible collection)"
+# Every wait between retries (a Retry-After honoured, or the back-off) is this call. A private seam: the tests give
+# a function that records the waits, to prove their bounds without waiting them.
+_sleep = time.sleep
 
 
 class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
@@ -105,6 +108,7 @@ class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
     used, as with none.
 
     urllib3 makes a new Retry for each attempt (``new``) and sleeps on it, so the time waited is carried along.
+    Every wait goes through ``_sleep``.
     """
 
     retry_after_waited = 0.0
@@ -131,8 +135,16 @@ class _BoundedRetry(Retry):  # type: ignore[misc,valid-type]
         if wait <= 0:
             return False  # the budget is spent: the back-off, as for an answer without Retry-After
         self.retry_after_waited += wait
-        time.sleep(wait)
+        _sleep(wait)
         return True
+
+    def sleep(self, response: t.Any = None) -> None:
+        """urllib3's: the Retry-After when it is honoured, else the back-off (here through ``_sleep`` as well)."""
+        if self.respect_retry_after_header and response and self.sleep_for_retry(response):
+            return
+        backoff = self.get_backoff_time()
+        if backoff > 0:
+            _sleep(backoff)
 
 
 def _retry(retries: int, backoff_factor: float, methods: t.Iterable[str], statuses: t.Iterable[int], read: bool = True) -> t.Any:

@@ -2,7 +2,8 @@
 
 Fixtures:
   collections_path   (session)  collections root in which cmdop.fleet is this checkout
-  ssh_targets        (session)  harness.SshTargets: sshd on 127.0.0.1, users cmdop-t1/cmdop-t2 as hosts t1/t2
+  ssh_targets        (session)  harness.SshTargets: sshd on 127.0.0.1, a target slot's users (cmdop-s<N>-t1/-t2, per session and per
+                                xdist worker) as hosts t1/t2; name them as ssh_targets.user("t1")
   clean_targets      (function) ssh_targets after wiping every target user's ~/.cmdop
   inventory          (function) path of a fresh inventory with t1 and t2 (tmp_path/inventory.yml)
   ansible_runner     (function) harness.AnsibleRunner working in tmp_path
@@ -90,7 +91,7 @@ def emulator(emulator_seed: t.Any, tmp_path: Path) -> t.Iterator[Emulator]:
     """A fresh emulator per test, terminated (killed after 10 s) at teardown."""
     emu = Emulator(emulator_seed, tmp_path / "emulator")
     try:
-        emu.start(timeout=20.0)
+        emu.start(timeout=60.0)  # seconds: a machine busy with parallel runs can take long to start a Python
         yield emu
     finally:
         emu.stop()

@@ -3,7 +3,10 @@
 * ``collection_layout()``: this checkout as ``<root>/ansible_collections/cmdop/fleet``
   (``scripts/collection-layout.sh``), for ``ANSIBLE_COLLECTIONS_PATH``.
 * ``SshTargets``: a private ``/usr/sbin/sshd`` on 127.0.0.1 and real local Unix
-  users (``cmdop-t1``, ``cmdop-t2``) reached over SSH with a throw-away key, using
+  users reached over SSH with a throw-away key as hosts ``t1`` and ``t2``: the users of
+  one *slot* (``cmdop-s<N>-t1``, ``cmdop-s<N>-t2``), taken for the whole session, so
+  that pytest-xdist workers and separate sessions on one machine run side by side
+  (a test names a target user as ``targets.user("t1")``, never by a literal), using
   the system ``/usr/bin/python3`` (Debian's python3-requests etc.) like a real host,
   or, with ``CMDOP_E2E_TARGET_LIBS``, an interpreter with other library versions
   (``target_python()``).
@@ -23,6 +26,7 @@ per host to a JSON file, which ``PlaybookResult`` parses. One run gives both.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import fcntl
 import hashlib
@@ -35,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import typing as t
@@ -61,8 +66,8 @@ SCRIPTS = REPO_ROOT / "scripts"
 EMULATOR_SCRIPT = REPO_ROOT / "tests" / "emulator" / "cmdop_emulator.py"
 DEFAULT_EMULATOR_SEED = REPO_ROOT / "tests" / "emulator" / "seed-demo.json"
 
-# host alias in the inventory -> local Unix user it logs in as
-TARGET_HOSTS: dict[str, str] = {"t1": "cmdop-t1", "t2": "cmdop-t2"}
+# The host aliases of the inventory; each session (each pytest-xdist worker) logs in to them as the users of its slot.
+TARGET_ALIASES = ("t1", "t2")
 TARGET_REQUIREMENTS = REPO_ROOT / "tests" / "e2e" / "target-requirements"
 TARGET_PYTHONS_DIR = Path("/opt/cmdop-fleet-e2e")  # scripts/matrix.sh's TARGET_PYTHONS_DIR
 TARGET_LIBS_ENV = "CMDOP_E2E_TARGET_LIBS"
@@ -85,9 +90,16 @@ def target_python(libs: str | None = None) -> str:
 
 TARGET_PYTHON = target_python()
 SSHD = "/usr/sbin/sshd"
-# Held for a whole test session: the target users are machine-wide, so two
-# sessions (e.g. two people running make test in one machine) take turns.
-TARGETS_LOCK = "/tmp/cmdop-fleet-e2e-targets.lock"
+# Target slots: the target users are machine-wide, so each session (each pytest-xdist worker, each person's
+# make test on one machine) takes one free slot, non-blocking, and holds its lock (SLOT_LOCK % N) from
+# SshTargets.start() to stop(); slot N's users are cmdop-s<N>-t1 and cmdop-s<N>-t2 (created on first use and
+# kept). When every slot is taken, a session waits for one (up to TARGETS_LOCK_TIMEOUT).
+TARGET_SLOTS = int(os.environ.get("CMDOP_E2E_SLOTS") or 16)
+SLOT_LOCK = "/tmp/cmdop-fleet-e2e-slot-%d.lock"
+# Explicit hosts (SshTargets(hosts=...), e.g. the benchmark's) lock their own set of users, waiting for it.
+HOSTS_LOCK = "/tmp/cmdop-fleet-e2e-hosts-%s.lock"
+# Held only while creating or changing users (useradd/usermod take /etc/passwd's lock and fail when it is busy).
+USERS_LOCK = "/tmp/cmdop-fleet-e2e-users.lock"
 TARGETS_LOCK_TIMEOUT = 1800.0
 SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 RESULTS_ENV = "CMDOP_HARNESS_RESULTS"
@@ -109,6 +121,34 @@ def collection_layout() -> Path:
     if (path / "ansible_collections" / "cmdop" / "fleet").resolve() != REPO_ROOT:
         raise RuntimeError("collection layout %s does not point at %s" % (path, REPO_ROOT))
     return path
+
+
+def slot_hosts(slot: int) -> dict[str, str]:
+    """Host alias -> local Unix user, for the target users of one slot: {"t1": "cmdop-s<slot>-t1", ...}."""
+    return {alias: "cmdop-s%d-%s" % (slot, alias) for alias in TARGET_ALIASES}
+
+
+def _try_lock(path: str) -> t.IO[str] | None:
+    """An open file holding an exclusive flock on path, or None when another process holds it."""
+    handle = open(path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+_CONTROL_PATH_DIR: list[str] = []
+
+
+def control_path_dir() -> str:
+    """A short folder for ssh's ControlPersist sockets, one per test process, removed when it exits."""
+    if not _CONTROL_PATH_DIR:
+        folder = tempfile.mkdtemp(prefix="cmdop-e2e-cp.")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _CONTROL_PATH_DIR.append(folder)
+    return _CONTROL_PATH_DIR[0]
 
 
 def free_port() -> int:
@@ -178,16 +218,20 @@ class SshTargets:
 
     Needs root (creates users, runs sshd). Users are created idempotently and
     kept between runs; their ~/.cmdop is wiped at start, and their
-    authorized_keys is replaced with this session's throw-away key. An
-    exclusive lock (TARGETS_LOCK) is held from start() to stop(), so
-    concurrent sessions on one machine wait for each other instead of
-    clobbering each other's users.
+    authorized_keys is replaced with this session's throw-away key. Without
+    explicit hosts, start() takes a free target slot (SLOT_LOCK, tried
+    non-blocking, held until stop()) and the hosts t1/t2 are that slot's users,
+    so concurrent sessions and pytest-xdist workers on one machine each have
+    their own users and sshd. With explicit hosts, a lock on that set of users
+    is held instead (waited for). Until start(), hosts and users are empty.
     """
 
     def __init__(self, workdir: Path, hosts: dict[str, str] | None = None) -> None:
         self.workdir = Path(workdir)
-        self.hosts = dict(hosts or TARGET_HOSTS)
+        self._explicit_hosts = dict(hosts) if hosts else None
+        self.hosts: dict[str, str] = dict(self._explicit_hosts or {})
         self.users = list(self.hosts.values())
+        self.slot: int | None = None
         self.port = 0
         self.private_key = self.workdir / "id_ed25519"
         self.public_key = self.workdir / "id_ed25519.pub"
@@ -203,22 +247,36 @@ class SshTargets:
             raise RuntimeError("the e2e SSH targets need root (useradd, sshd); run the tests as root, as CI does")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
-        self._ensure_openssh_server()
-        self._make_keys()
-        for user in self.users:
-            self._ensure_user(user)
-            self._install_key(user)
-            self.reset_cmdop(user)
-        self.port = free_port()
-        self._write_config()
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
-        _run([SSHD, "-t", "-f", str(self.config_path)])
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [SSHD, "-D", "-f", str(self.config_path), "-E", str(self.log_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )
-        self._wait_until_ready(timeout=20.0)
+        try:
+            self._ensure_openssh_server()
+            self._make_keys()
+            with open(USERS_LOCK, "a", encoding="utf-8") as users_lock:
+                fcntl.flock(users_lock, fcntl.LOCK_EX)
+                for user in self.users:
+                    self._ensure_user(user)
+            for user in self.users:
+                self._install_key(user)
+                self.reset_cmdop(user)
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+            for attempt in range(5):  # a free port may be taken by another process before sshd binds it
+                self.port = free_port()
+                self._write_config()
+                _run([SSHD, "-t", "-f", str(self.config_path)])
+                with open(self.log_path, "ab") as log:
+                    self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                        [SSHD, "-D", "-f", str(self.config_path), "-E", str(self.log_path)],
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    )
+                try:
+                    self._wait_until_ready(timeout=60.0)
+                    break
+                except RuntimeError:
+                    if self._proc.poll() is None or attempt == 4:
+                        raise
+                    self._proc = None
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -230,25 +288,35 @@ class SshTargets:
             self._lock.close()  # releases the flock
             self._lock = None
 
+    def _lock_paths(self) -> list[tuple[int | None, str]]:
+        if self._explicit_hosts is not None:
+            digest = hashlib.sha256(" ".join(sorted(self._explicit_hosts.values())).encode()).hexdigest()[:12]
+            return [(None, HOSTS_LOCK % digest)]
+        return [(slot, SLOT_LOCK % slot) for slot in range(TARGET_SLOTS)]
+
     def _acquire_lock(self) -> None:
         if self._lock is not None:
             return
-        lock = open(TARGETS_LOCK, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+        candidates = self._lock_paths()
         deadline = time.monotonic() + TARGETS_LOCK_TIMEOUT
         announced = False
         while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    lock.close()
-                    raise RuntimeError("another e2e session has held %s for %ss" % (TARGETS_LOCK, TARGETS_LOCK_TIMEOUT)) from None
-                if not announced:
-                    sys.stderr.write("waiting for another e2e test session to release %s\n" % TARGETS_LOCK)
-                    announced = True
-                time.sleep(1)
-        self._lock = lock
+            for slot, path in candidates:
+                lock = _try_lock(path)
+                if lock is not None:
+                    self._lock = lock
+                    if slot is not None:
+                        self.slot = slot
+                        self.hosts = slot_hosts(slot)
+                        self.users = list(self.hosts.values())
+                    return
+            names = ", ".join(candidate[1] for candidate in candidates[:2]) + (" ..." if len(candidates) > 2 else "")
+            if time.monotonic() > deadline:
+                raise RuntimeError("other e2e sessions have held %s for %ss" % (names, TARGETS_LOCK_TIMEOUT))
+            if not announced:
+                sys.stderr.write("waiting for other e2e test sessions to release %s\n" % names)
+                announced = True
+            time.sleep(1)
 
     @staticmethod
     def _ensure_openssh_server() -> None:
@@ -495,6 +563,9 @@ class AnsibleRunner:
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
             "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-local-tmp"),
             "ANSIBLE_TIMEOUT": "30",
+            # ssh's ControlPath socket: not under $HOME (a test's HOME in tmp_path, deeper under pytest-xdist's
+            # popen-gwN, can pass the 107 characters a Unix socket path may have)
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": control_path_dir(),
             "LC_ALL": os.environ.get("LC_ALL") or "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         })
@@ -608,7 +679,7 @@ class Emulator:
         self.stderr_path = self.workdir / "emulator.stderr"
         self._proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> Emulator:
+    def start(self, timeout: float = 60.0) -> Emulator:
         """Start the emulator and wait for its "listening" line; returns self."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if isinstance(self.seed, dict):

@@ -81,7 +81,7 @@ def test_a_refreshed_token_file_is_0600_keeps_its_fields_and_says_expires_at_in_
     assert result.task("sync", "t1")["token_refreshed"] is True
     saved = json.loads(path.read_text(encoding="utf-8"))
     assert mode_of(path) == 0o600
-    assert path.stat().st_uid == pwd.getpwnam("cmdop-t1").pw_uid
+    assert path.stat().st_uid == pwd.getpwnam(targets.user("t1")).pw_uid
     assert saved["client_hostname"] == "ci-7" and saved["extra"] == {"kept": [1, 2]}
     assert saved["access_token"] != token["access_token"] and saved["refresh_token"] != token["refresh_token"]
     assert isinstance(saved["expires_at"], str)

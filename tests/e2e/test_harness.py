@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO_ROOT, TARGET_PYTHON
+from harness import REPO_ROOT, TARGET_PYTHON, SshTargets
 
 PING_PLAYBOOK = """
 - name: Reach the SSH targets
@@ -49,13 +49,27 @@ def test_sshd_accepts_key_logins_as_each_user(ssh_targets) -> None:
 
 
 def test_targets_have_distinct_homes(ssh_targets) -> None:
-    assert ssh_targets.users == ["cmdop-t1", "cmdop-t2"]
+    assert ssh_targets.users == ["cmdop-s%d-t1" % ssh_targets.slot, "cmdop-s%d-t2" % ssh_targets.slot]
     homes = {ssh_targets.home(user) for user in ssh_targets.users}
     assert len(homes) == 2
-    assert ssh_targets.home("t1") == ssh_targets.home("cmdop-t1")
+    assert ssh_targets.home("t1") == ssh_targets.home(ssh_targets.user("t1"))
     for home in homes:
         assert home.is_dir()
         assert (home / ".ssh" / "authorized_keys").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_second_session_takes_another_slot_with_its_own_users_and_sshd(ssh_targets, tmp_path: Path) -> None:
+    """What lets pytest-xdist workers and separate sessions run side by side: each holds a slot of its own."""
+    other = SshTargets(tmp_path / "other")
+    try:
+        other.start()
+        assert other.slot is not None and other.slot != ssh_targets.slot
+        assert set(other.users).isdisjoint(ssh_targets.users) and other.port != ssh_targets.port
+        proc = other.ssh("t1", "id -un")
+        assert proc.returncode == 0 and proc.stdout.strip() == other.user("t1"), proc.stderr + other.log()
+    finally:
+        other.stop()
+    assert ssh_targets.ssh("t1", "id -un").stdout.strip() == ssh_targets.user("t1")
 
 
 def test_reset_cmdop_wipes_only_the_given_user(clean_targets) -> None:
@@ -118,20 +132,20 @@ def test_run_playbook_options_and_failures(run_playbook, ssh_targets, tmp_path: 
     assert result.task("fail on t2", "t2")["msg"] == "boom"
     assert "censored" in result.task("secret", "t2")
     assert secret not in result.stdout + result.stderr
-    assert result.task("remote", "t2")["stdout"] == "cmdop-t2"
-    assert "ESTABLISH SSH CONNECTION FOR USER: cmdop-t2" in result.stdout  # -vvvv reached the human output
+    assert result.task("remote", "t2")["stdout"] == ssh_targets.user("t2")
+    assert "ESTABLISH SSH CONNECTION FOR USER: %s" % ssh_targets.user("t2") in result.stdout  # -vvvv reached the human output
     with pytest.raises(AssertionError):
         result.task("echo", "t1")
 
 
 def test_run_inventory_lists_both_targets(run_inventory, ssh_targets, tmp_path: Path) -> None:
-    inventory = ssh_targets.inventory(tmp_path / "inv.yml", {"cmdop-t1": {"extra": 1}})
+    inventory = ssh_targets.inventory(tmp_path / "inv.yml", {ssh_targets.user("t1"): {"extra": 1}})
     result = run_inventory(["-i", inventory, "--list"])
     assert result.rc == 0, result.describe()
     hostvars = result.json()["_meta"]["hostvars"]
     assert set(hostvars) == {"t1", "t2"}
     assert hostvars["t1"]["extra"] == 1 and "extra" not in hostvars["t2"]
-    assert hostvars["t2"]["ansible_user"] == "cmdop-t2"
+    assert hostvars["t2"]["ansible_user"] == ssh_targets.user("t2")
     assert hostvars["t1"]["ansible_port"] == ssh_targets.port
 
 

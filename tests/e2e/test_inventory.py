@@ -426,8 +426,8 @@ def test_a_playbook_limited_to_one_fleet_group(inv: Inventory, ssh_targets: t.An
     """Machines whose hostname is the sshd of the test users: -l fleet_team_a reaches Team A's machine only."""
     seed = json.loads(json.dumps(SEED))
     seed["machines"] = [
-        machine(TEAM_A, 1, "t1", hostname="127.0.0.1", username="cmdop-t1"),
-        machine(LAB, 1, "t2", hostname="127.0.0.1", username="cmdop-t2"),
+        machine(TEAM_A, 1, "t1", hostname="127.0.0.1", username=ssh_targets.user("t1")),
+        machine(LAB, 1, "t2", hostname="127.0.0.1", username=ssh_targets.user("t2")),
     ]
     inv.emulator.admin("POST", "reset", {"seed": seed})
     inv.fleets("team-a", "lab")
@@ -445,10 +445,10 @@ def test_a_playbook_limited_to_one_fleet_group(inv: Inventory, ssh_targets: t.An
     result = run_playbook(play, config, limit="fleet_team_a", env=inv.env())
     assert result.rc == 0, result.describe()
     assert set(result.stats) == {"t1"}
-    assert result.task("who", "t1")["stdout"] == "cmdop-t1"
+    assert result.task("who", "t1")["stdout"] == ssh_targets.user("t1")
     both = run_playbook(play, config, env=inv.env())
     assert both.rc == 0, both.describe()
-    assert {host: both.task("who", host)["stdout"] for host in both.stats} == {"t1": "cmdop-t1", "t2": "cmdop-t2"}
+    assert {host: both.task("who", host)["stdout"] for host in both.stats} == {"t1": ssh_targets.user("t1"), "t2": ssh_targets.user("t2")}
 
 
 # ---- documentation ----------------------------------------------------------------------------

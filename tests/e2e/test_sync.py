@@ -1,4 +1,4 @@
-"""cmdop.fleet.sync end to end: ansible-playbook over real SSH (users cmdop-t1/cmdop-t2 as hosts t1/t2),
+"""cmdop.fleet.sync end to end: ansible-playbook over real SSH (the users of a target slot as hosts t1/t2),
 talking to the CMDOP emulator on 127.0.0.1. Each test states a rule users rely on."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_first_run_adds_each_users_fleets_second_run_is_a_no_op(emulator, target
     stat = fleet_path(targets, "t1").stat()
     assert oct(stat.st_mode & 0o777) == "0o600"
     assert oct(fleet_path(targets, "t1").parent.stat().st_mode & 0o777) == "0o700"
-    assert stat.st_uid == pwd.getpwnam("cmdop-t1").pw_uid
+    assert stat.st_uid == pwd.getpwnam(targets.user("t1")).pw_uid
     before = {host: fleet_path(targets, host).read_bytes() for host in ("t1", "t2")}
 
     second = run_playbook(sync_play(api), inventory)
@@ -290,7 +290,7 @@ def test_expired_token_is_refreshed_and_the_rotated_pair_saved(emulator, targets
     assert isinstance(saved["expires_at"], str) and isinstance(saved["scope"], str)
     assert time.time() < calendar.timegm(time.strptime(saved["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) <= time.time() + 3600
     assert oct(token_path.stat().st_mode & 0o777) == "0o600"
-    assert token_path.stat().st_uid == pwd.getpwnam("cmdop-t1").pw_uid
+    assert token_path.stat().st_uid == pwd.getpwnam(targets.user("t1")).pw_uid
     assert fleet_path(targets, "t1").exists() is (not check)
     # the old refresh token is dead (rotation), the saved one works: a second run is fine
     again = run_playbook(sync_play(api, hosts="t1"), inventory)
@@ -434,7 +434,7 @@ def test_a_full_disk_leaves_the_file_as_it_was(emulator, targets, inventory, run
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
     try:
-        entry_ = pwd.getpwnam("cmdop-t1")
+        entry_ = pwd.getpwnam(targets.user("t1"))
         os.chown(mount, entry_.pw_uid, entry_.pw_gid)
         path = mount / "ssh_workspaces.json"
         original = json.dumps({"active": "home", "workspaces": [{"name": "home", "api_key": LOCAL_KEY, "server": ""}]})
@@ -463,14 +463,16 @@ def test_a_concurrent_writer_holding_the_lock_is_waited_for(emulator, targets, i
     path = write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "", "workspaces": []}))
     lock = path.parent / ".ssh_workspaces.json.lock"
     holder = subprocess.Popen(  # pylint: disable=consider-using-with
-        ["runuser", "-u", "cmdop-t1", "--", "python3", "-c",
-         "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True); time.sleep(4)",
-         str(lock)], stdout=subprocess.PIPE, text=True)
+        ["runuser", "-u", targets.user("t1"), "--", "python3", "-c",
+         "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f,fcntl.LOCK_EX); print('held',flush=True); sys.stdin.readline(); time.sleep(2)",
+         str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # holds the lock until told, then 2 s more
     try:
         assert holder.stdout.readline().strip() == "held"
         gave_up = run_playbook(sync_play(dict(api, lock_timeout=0.5), hosts="t1"), inventory)
         assert "another run holds the lock" in gave_up.task("sync", "t1")["msg"]
         assert json.loads(path.read_text(encoding="utf-8")) == {"active": "", "workspaces": []}
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
         waited = run_playbook(sync_play(dict(api, lock_timeout=30), hosts="t1"), inventory)
         assert waited.rc == 0, waited.describe()
         assert holder.poll() is not None  # it could only finish once the holder let go
@@ -630,11 +632,12 @@ def test_become_root_writes_another_users_file_owned_by_them(run_playbook, clean
     home = clean_targets.home("t2")
     path = home / ".cmdop-owned" / "ssh_workspaces.json"
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [{"name": "sync", "cmdop.fleet.sync": {
-        "path": str(path), "owner": "cmdop-t2", "group": "cmdop-t2", "fleets": [{"id": TEAM_A, "name": "Team A", "slug": "team-a"}]}}]}]
+        "path": str(path), "owner": clean_targets.user("t2"), "group": clean_targets.user("t2"),
+        "fleets": [{"id": TEAM_A, "name": "Team A", "slug": "team-a"}]}}]}]
     try:
         result = run_playbook(play, None)
         assert result.rc == 0, result.describe()
-        user = pwd.getpwnam("cmdop-t2")
+        user = pwd.getpwnam(clean_targets.user("t2"))
         for item, mode in ((path.parent, 0o700), (path, 0o600), (path.parent / ".ssh_workspaces.json.lock", 0o600)):
             stat = item.stat()
             assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (user.pw_uid, user.pw_gid, mode), item

@@ -17,8 +17,8 @@ from harness import DEFAULT_EMULATOR_SEED, Emulator
 
 @pytest.fixture
 def tls_emulator(clean_targets: t.Any, tmp_path: Path) -> t.Iterator[t.Tuple[Emulator, Path]]:
-    """An HTTPS emulator, and its certificate where the target user cmdop-t1 can read it."""
-    entry = pwd.getpwnam("cmdop-t1")
+    """An HTTPS emulator, and its certificate where the target user of t1 can read it."""
+    entry = pwd.getpwnam(clean_targets.user("t1"))
     folder = Path(entry.pw_dir) / ".cmdop"
     folder.mkdir(mode=0o700, exist_ok=True)
     cert, key = folder / "ca.pem", tmp_path / "key.pem"
@@ -41,7 +41,7 @@ def login(emulator: Emulator, home: Path) -> None:
     token["expires_at"] = time.time() + 3600
     path = home / ".cmdop" / "token_prod.json"
     path.write_text(json.dumps(token), encoding="utf-8")
-    entry = pwd.getpwnam("cmdop-t1")
+    entry = pwd.getpwnam(home.owner())
     os.chown(path, entry.pw_uid, entry.pw_gid)
     os.chmod(path, 0o600)
 

@@ -19,6 +19,8 @@ import yaml
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._target_python import MINIMUM_PYTHON, require_python, too_old
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted((REPO_ROOT / "plugins" / "modules").glob("*.py"))
 MODULE_UTILS = sorted((REPO_ROOT / "plugins" / "module_utils").glob("*.py"))

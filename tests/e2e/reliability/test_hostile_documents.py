@@ -23,7 +23,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import Schema
 AREA = "Hostile fleet files"
 NOW, LATER = "2026-12-01T10:00:00Z", "2026-12-01T10:05:00Z"
 KNOWN_KEYS = ("name", "api_key", "server", "remote_id", "remote_name", "last_synced_at", "inactive")
-SETTINGS = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 fleet_ids = st.uuids(version=4).map(str)
 text = st.text(min_size=0, max_size=40)  # any unicode, surrogates excluded (JSON text is UTF-8)

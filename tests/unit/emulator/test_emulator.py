@@ -18,6 +18,8 @@ sys.path.insert(0, str(EMULATOR_DIR))
 
 import cmdop_emulator  # noqa: E402  pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 FLEET_A = "00000000-0000-4000-8000-00000000000a"
 FLEET_B = "00000000-0000-4000-8000-00000000000b"
 FLEET_BOB = "00000000-0000-4000-8000-0000000000b0"

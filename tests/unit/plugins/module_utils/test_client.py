@@ -18,6 +18,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._client import (
 )
 from urllib3.exceptions import ProtocolError, SSLError
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 
 @pytest.mark.parametrize(
     "api_url, link, path",

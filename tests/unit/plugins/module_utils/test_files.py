@@ -23,6 +23,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
     write_atomically,
 )
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 OLD = b'{"active": "", "workspaces": [{"name": "lab", "api_key": "cmdop_live_old"}]}\n'
 NEW = '{"active": "", "workspaces": [{"name": "équipe"}]}\n'.encode("utf-8")
 

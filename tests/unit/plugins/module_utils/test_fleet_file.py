@@ -21,6 +21,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import (
     serialize,
 )
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 PATH = "/home/alice/.cmdop/ssh_workspaces.json"
 SECRET = "cmdop_live_Zq8xV3pL0mN7rT2yK5wB"
 

@@ -40,6 +40,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     with_fallback,
 )
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 API = "https://api.cmdop.com"
 OAUTH_LABEL = "oauth-label"
 OAUTH_CREDENTIAL = (Credential("token-secret", OAUTH), OAUTH_LABEL)

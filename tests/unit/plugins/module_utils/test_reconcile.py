@@ -25,6 +25,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import (
     reconcile,
 )
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 NOW = "2026-11-23T10:00:00Z"
 EARLIER = "2026-11-20T10:00:00Z"
 

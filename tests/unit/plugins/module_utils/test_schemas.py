@@ -13,6 +13,8 @@ import pytest
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import MACHINES_PAGE, SchemaError, validate, validate_server_fleets
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 WHAT = "the fleets option"
 
 

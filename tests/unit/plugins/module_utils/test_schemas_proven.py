@@ -14,6 +14,8 @@ import pytest
 from ansible_collections.cmdop.fleet.plugins.module_utils import _schemas
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import FLEET_FILE, TOKEN_FILE, SchemaError, remember_valid, valid_digests, validate
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 GOOD = {"active": "", "workspaces": [{"name": "team-a", "api_key": "cmdop_live_secret_key_0123456789"}]}
 
 

@@ -26,6 +26,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._token import (
     refreshed,
 )
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 
 def load(path):
     return TokenStore(path).load()
