@@ -266,7 +266,6 @@ plugin: cmdop.fleet.cmdop
 import time
 import typing as t
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -276,11 +275,10 @@ from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes
-from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, check_api_numbers, check_no_user_info, check_number, scrub
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, read_text
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import CmdopError, check_api_numbers, check_no_user_info, check_number, scrub
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     CONNECT_WITH,
-    FLEET_LIST,
     GROUP_CLASH,
     HOST_CLASH,
     HOSTNAME_SOURCES,
@@ -289,19 +287,12 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     SOURCE_CLASH,
     TOP_GROUP,
     FleetSpec,
-    Labelled,
     Layout,
     Plan,
     cache_suffix,
     empty_payload,
-    failure_reason,
-    fingerprint,
     judge,
     layout,
-    needs_oauth,
-    plan_from_api,
-    plan_from_file,
-    plan_single_key,
     refused_group,
     to_cache,
     usable,
@@ -309,9 +300,19 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import normalize_url
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import FLEET_FILE, TOKEN_FILE, remember_valid, valid_digests
-from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError, TokenStore
+from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError
+from ansible_collections.cmdop.fleet.plugins.plugin_utils._listing import Lister, Wording, fetch, make_client
 
 display = Display()
+WORDING = Wording(
+    no_credential="fleets_from=api needs an OAuth token (token, CMDOP_TOKEN, or the token file %(token_file)s) or an api_key (CMDOP_API_KEY); %(hint)s",
+    no_fleet_file="there is no fleet file %(path)s: sync it first (cmdop login, or the cmdop.fleet.sync module), "
+                  "or use fleets_from: api, or give an api_key (CMDOP_API_KEY)",
+    no_oauth="token, CMDOP_TOKEN, or the token file %(token_file)s",
+    no_token_file="token_file %(token_file)s does not exist; check the path, or log in with cmdop login",
+    config_error=CmdopError,
+    token_file_error=TokenFileError,
+)
 NUMBERS = {"page_size": (1, 1000), "max_workers": (1, 64)}  # the plugin's own numeric options (the API's: API_NUMBERS)
 
 
@@ -377,8 +378,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def __init__(self) -> None:
         super().__init__()
         self._secrets: t.List[str] = []
-        self._oauth: t.Optional[Labelled] = None
-        self._oauth_loaded = False
 
     def verify_file(self, path: str) -> bool:
         return super().verify_file(path) and path.endswith(("cmdop.yml", "cmdop.yaml"))
@@ -387,7 +386,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         self.load_cache_plugin()
-        self._secrets, self._oauth, self._oauth_loaded = [], None, False
+        self._secrets = []
         known = self._known_valid(path, cache)
         try:
             self._check_options()
@@ -470,61 +469,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _scrub(self, text: t.Any) -> str:
         return scrub(text, sorted(set(self._secrets), key=len, reverse=True), limit=4000)
 
-    # ---- credentials ---------------------------------------------------------
-
-    def _oauth_credential(self) -> t.Optional[Labelled]:
-        """The OAuth credential and its account label: O(token), else the token file, else None. Read once."""
-        if self._oauth_loaded:
-            return self._oauth
-        self._oauth_loaded = True
-        api_url = normalize_url(self._api_url())
-        token = self._secret_option("token")
-        if token:
-            self._oauth = (Credential(token, OAUTH), fingerprint("token", api_url, token))
-            return self._oauth
-        path = self._token_file()
-        credential = Credential.from_store(TokenStore(path, on_secrets=self._secrets.extend))
-        if credential is None:
-            if self.get_option("token_file"):
-                raise TokenFileError("token_file %s does not exist; check the path, or log in with cmdop login" % path)
-            return None
-        user = (credential.token or {}).get("user_id")
-        account = fingerprint("user", api_url, str(user)) if user else fingerprint("token", api_url, credential.secret)
-        self._oauth = (credential, account)
-        return self._oauth
-
-    # ---- the plan: _inventory decides; this reads what it needs ------------------
+    # ---- the plan: _inventory decides; _listing reads what it needs --------------
 
     def _plan(self) -> Plan:
-        mode, api_url = self.get_option("mode"), self._api_url()
-        if self.get_option("fleets_from") == "api":
-            oauth = self._oauth_credential()
-            if oauth is not None:
-                return plan_from_api(oauth)
-            return self._single_key_plan(
-                "fleets_from=api needs an OAuth token (token, CMDOP_TOKEN, or the token file %s) or an api_key (CMDOP_API_KEY); %s"
-                % (self._token_file(), _modes.login_hint(mode)))
-        path = self.get_option("path")
-        text = read_text(path)
-        if text is None:
-            return self._single_key_plan(
-                "there is no fleet file %s: sync it first (cmdop login, or the cmdop.fleet.sync module), "
-                "or use fleets_from: api, or give an api_key (CMDOP_API_KEY)" % path)
-        document = _fleet_file.parse(text, path)
-        self._secrets.extend(_fleet_file.secrets(document))
-        include_inactive = bool(self.get_option("include_inactive"))
-        oauth = self._oauth_credential() if needs_oauth(document, mode, api_url, include_inactive) else None
-        plan = plan_from_file(document, mode, api_url, include_inactive, oauth,
-                              no_oauth="token, CMDOP_TOKEN, or the token file %s" % self._token_file())
+        plan, _document = Lister(self.get_option, self._secret_option, self._secrets, self._api_url(), WORDING).plan()
         for name, why in plan.left_out:
             display.vvv("cmdop: fleet %r left out: %s" % (name, why))
         return plan
-
-    def _single_key_plan(self, otherwise: str) -> Plan:
-        secret = self._secret_option("api_key")
-        if not secret:
-            raise CmdopError(otherwise)
-        return plan_single_key(secret, self._api_url())
 
     # ---- the payload: from the cache or the API ----------------------------------
 
@@ -559,37 +510,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return reader.get(key)
 
     def _fetch(self, plan: Plan) -> dict:
-        # The HTTP and OAuth libraries load here, only when a request is sent (a cache hit never loads them).
-        from ansible_collections.cmdop.fleet.plugins.module_utils._client import CmdopClient  # pylint: disable=import-outside-toplevel
-
         workers = self.get_option("max_workers")
-        client = CmdopClient(
-            self._api_url(),
-            timeout=self.get_option("timeout"),
-            validate_certs=self.get_option("validate_certs"),
-            retries=self.get_option("retries"),
-            max_workers=workers,
-        )
-        hint = _modes.login_hint(self.get_option("mode"))
-        payload = empty_payload(time.time())
-        if plan.fleet_list is not None:
-            try:
-                payload["fleets"] = client.list_fleets(plan.credentials[plan.fleet_list])
-            except CmdopError as exc:
-                payload["failed"][FLEET_LIST] = failure_reason(exc, OAUTH, hint)
-                return payload
-        page_size = self.get_option("page_size")
-        labels = sorted(plan.credentials)
-        outer = max(1, min(workers, len(labels)))
-        with ThreadPoolExecutor(max_workers=outer) as pool:
-            # The client's bound is shared: each concurrent listing reads its pages with its share of it.
-            futures = {label: pool.submit(client.list_machines, plan.credentials[label], page_size, max(1, workers // outer)) for label in labels}
-            for label, future in futures.items():
-                try:
-                    payload["listings"][label] = future.result()
-                except CmdopError as exc:
-                    payload["failed"][label] = failure_reason(exc, plan.credentials[label].kind, hint)
-        return payload
+        client = make_client(self._api_url(), self.get_option("timeout"), self.get_option("validate_certs"), self.get_option("retries"), workers)
+        return fetch(client, plan, self.get_option("page_size"), workers, _modes.login_hint(self.get_option("mode")))
 
     # ---- hosts and groups -------------------------------------------------------
 

@@ -126,14 +126,13 @@ import random
 import sys
 import time
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
 
 
 def _importable() -> None:
     """ansible-rulebook runs this file with runpy, outside ansible's collection loader: the collections root this file is
     in (``<root>/ansible_collections/cmdop/fleet/extensions/eda/plugins/event_source``) goes on ``sys.path``."""
     try:
-        __import__("ansible_collections.cmdop.fleet.plugins.module_utils._events")
+        __import__("ansible_collections.cmdop.fleet.plugins.plugin_utils._listing")
     except ImportError:
         root = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 7))
         if root not in sys.path:
@@ -159,25 +158,19 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._events import (  # no
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, ensure_folder, read_text, write_atomically  # noqa: E402
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (  # noqa: E402
     DEFAULT_HOSTNAMES,
-    FLEET_LIST,
     HOSTNAME_SOURCES,
     FleetSpec,
     Labelled,
     Plan,
-    empty_payload,
-    failure_reason,
     fingerprint,
     fleets_to_show,
     is_online,
     judge,
     layout,
-    needs_oauth,
-    plan_from_api,
-    plan_from_file,
-    plan_single_key,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import normalize_url  # noqa: E402
-from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError, TokenStore  # noqa: E402
+from ansible_collections.cmdop.fleet.plugins.module_utils._token import TokenFileError  # noqa: E402
+from ansible_collections.cmdop.fleet.plugins.plugin_utils._listing import Lister, Wording, fetch, make_client  # noqa: E402
 
 LOG = logging.getLogger("cmdop.fleet.fleet_events")
 STATE_MODE = 0o600
@@ -201,6 +194,16 @@ class RefusedError(Exception):
 
 class PollError(Exception):
     """One poll failed as a whole (the fleet list, the single key's listing): retried."""
+
+
+WORDING = Wording(
+    no_credential="fleets_from=api needs an OAuth token (token, CMDOP_TOKEN or the token file) or an api_key; %(hint)s",
+    no_fleet_file="there is no fleet file %(path)s: sync it first (cmdop login, or cmdop.fleet.sync), or use fleets_from: api",
+    no_oauth="token, CMDOP_TOKEN, or the token file",
+    no_token_file="token_file %(token_file)s does not exist; check the path, or %(hint)s",
+    config_error=ConfigError,
+    token_file_error=ConfigError,
+)
 
 
 def _group_name(name: str) -> str:
@@ -256,59 +259,28 @@ class Watch:
         self.secrets: t.List[str] = []
         self.hint = _modes.login_hint(settings["mode"])
         self._client: t.Any = None
-        self._credential: t.Optional[Labelled] = None
+        self.lister = Lister(settings.__getitem__, self._secret, self.secrets, settings["api_url"], WORDING, remember_none=False)
 
     def scrub(self, text: t.Any) -> str:
         return scrub(text, self.secrets, limit=2000)
 
-    # ---- credentials and the plan --------------------------------------------------------------------
+    # ---- credentials and the plan: _listing's, as the inventory's ----------------------------------------
+
+    def _secret(self, name: str) -> t.Optional[str]:
+        value = self.settings[name]
+        if not value:
+            return None
+        self.secrets.append(value)
+        return value
 
     def oauth(self) -> t.Optional[Labelled]:
         """The OAuth credential and its account label (O(token), else the token file), kept across polls: refreshed in place."""
-        if self._credential is not None:
-            return self._credential
-        api_url = normalize_url(self.settings["api_url"])
-        token = self.settings["token"]
-        if token:
-            self.secrets.append(token)
-            self._credential = (Credential(token, OAUTH), fingerprint("token", api_url, token))
-            return self._credential
-        path = _modes.token_file(self.settings["mode"], self.settings["token_file"])
-        credential = Credential.from_store(TokenStore(path, on_secrets=self.secrets.extend))
-        if credential is None:
-            if self.settings["token_file"]:
-                raise ConfigError("token_file %s does not exist; check the path, or %s" % (path, self.hint))
-            return None
-        user = (credential.token or {}).get("user_id")
-        self._credential = (credential, fingerprint("user", api_url, str(user)) if user else fingerprint("token", api_url, credential.secret))
-        return self._credential
+        return self.lister.oauth()
 
     def plan(self) -> t.Tuple[Plan, t.Dict[str, str]]:
         """The inventory's plan, and the remote ids of the fleet file's fleets (by local name)."""
-        mode, api_url = self.settings["mode"], self.settings["api_url"]
-        if self.settings["fleets_from"] == "api":
-            oauth = self.oauth()
-            if oauth is not None:
-                return plan_from_api(oauth), {}
-            return self.single_key("fleets_from=api needs an OAuth token (token, CMDOP_TOKEN or the token file) or an api_key; %s" % self.hint), {}
-        path = self.settings["path"]
-        text = read_text(path)
-        if text is None:
-            return self.single_key("there is no fleet file %s: sync it first (cmdop login, or cmdop.fleet.sync), or use fleets_from: api" % path), {}
-        document = _fleet_file.parse(text, path)
-        self.secrets.extend(_fleet_file.secrets(document))
-        include_inactive = bool(self.settings["include_inactive"])
-        oauth = self.oauth() if needs_oauth(document, mode, api_url, include_inactive) else None
-        plan = plan_from_file(document, mode, api_url, include_inactive, oauth, no_oauth="token, CMDOP_TOKEN, or the token file")
-        remote_ids = {entry["name"]: entry.get("remote_id") or "" for entry in document.get("workspaces") or []}
-        return plan, remote_ids
-
-    def single_key(self, otherwise: str) -> Plan:
-        secret = self.settings["api_key"]
-        if not secret:
-            raise ConfigError(otherwise)
-        self.secrets.append(secret)
-        return plan_single_key(secret, self.settings["api_url"])
+        plan, document = self.lister.plan()
+        return plan, {entry["name"]: entry.get("remote_id") or "" for entry in (document or {}).get("workspaces") or []}
 
     def account(self) -> str:
         """What the state belongs to, one-way: the API URL, the mode, where the fleets come from, and the account."""
@@ -323,35 +295,14 @@ class Watch:
 
     def client(self) -> t.Any:
         if self._client is None:
-            from ansible_collections.cmdop.fleet.plugins.module_utils._client import CmdopClient  # pylint: disable=import-outside-toplevel
-
-            self._client = CmdopClient(self.settings["api_url"], timeout=self.settings["timeout"], validate_certs=self.settings["validate_certs"],
-                                       retries=self.settings["retries"], max_workers=MAX_WORKERS)
+            self._client = make_client(self.settings["api_url"], self.settings["timeout"], self.settings["validate_certs"], self.settings["retries"],
+                                       MAX_WORKERS)
         return self._client
 
     def fetch(self, plan: Plan) -> dict:
         """The inventory's payload: the fleet list (fleets_from=api) and one listing per credential. A refused OAuth
         credential stops the source; any other failure is recorded in ``failed``, as the inventory records it."""
-        client = self.client()
-        payload = empty_payload(time.time())
-        if plan.fleet_list is not None:
-            try:
-                payload["fleets"] = client.list_fleets(plan.credentials[plan.fleet_list])
-            except CmdopError as exc:
-                self.refused(exc, plan.credentials[plan.fleet_list])
-                payload["failed"][FLEET_LIST] = failure_reason(exc, OAUTH, self.hint)
-                return payload
-        labels = sorted(plan.credentials)
-        outer = max(1, min(MAX_WORKERS, len(labels)))
-        with ThreadPoolExecutor(max_workers=outer) as pool:
-            futures = {label: pool.submit(client.list_machines, plan.credentials[label], PAGE_SIZE, max(1, MAX_WORKERS // outer)) for label in labels}
-            for label, future in futures.items():
-                try:
-                    payload["listings"][label] = future.result()
-                except CmdopError as exc:
-                    self.refused(exc, plan.credentials[label])
-                    payload["failed"][label] = failure_reason(exc, plan.credentials[label].kind, self.hint)
-        return payload
+        return fetch(self.client(), plan, PAGE_SIZE, MAX_WORKERS, self.hint, on_failure=self.refused)
 
     def refused(self, error: CmdopError, credential: Credential) -> None:
         if isinstance(error, UnauthorizedError) and credential.kind == OAUTH:
