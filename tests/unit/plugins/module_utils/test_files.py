@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import errno
 import multiprocessing
 import os
 import stat
@@ -81,44 +80,26 @@ def test_write_with_a_relative_path(tmp_path, monkeypatch):
     assert os.listdir(str(tmp_path)) == ["rel.json"]
 
 
-def test_move_gets_a_complete_private_temporary_file_beside_the_target(tmp_path):
+def test_the_file_is_replaced_by_a_new_one_renamed_into_place(tmp_path):
+    """A rename, not a rewrite: a reader holding the old file keeps the old bytes, and no temporary file is left."""
     target = tmp_path / "ssh_workspaces.json"
     target.write_bytes(OLD)
-    seen = []
-
-    def recording_move(src, dst):
-        with open(src, "rb") as handle:
-            seen.append((src, dst, handle.read(), _mode(src), target.read_bytes()))
-        os.replace(src, dst)
-
-    write_atomically(str(target), NEW, move=recording_move)
-    assert len(seen) == 1
-    src, dst, data, mode, target_then = seen[0]
-    assert os.path.dirname(src) == str(tmp_path), "same folder, so the move is an atomic rename"
-    assert os.path.basename(src).startswith(".ssh_workspaces.json.")
-    assert dst == str(target)
-    assert data == NEW, "all the data is in the temporary file before the move"
-    assert mode == 0o600, "the secret is never readable by others, not even briefly"
-    assert target_then == OLD, "the target is untouched until the move"
+    with open(str(target), "rb") as reader:
+        before = os.fstat(reader.fileno()).st_ino
+        written = write_atomically(str(target), NEW)
+        assert reader.read() == OLD
     assert target.read_bytes() == NEW
+    assert os.stat(str(target)).st_ino == written.st_ino != before
     assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EACCES, "Permission denied"), Exception("Could not replace file")],
-    ids=["enospc", "eacces", "ansible-atomic-move"],
-)
-def test_failed_move_leaves_the_target_and_no_temporary_file(tmp_path, failure):
+def test_a_failed_write_leaves_the_target_and_no_temporary_file(tmp_path, file_size_limit):
     target = tmp_path / "ssh_workspaces.json"
     target.write_bytes(OLD)
     os.chmod(str(target), 0o640)
-
-    def failing_move(src, dst):
-        raise failure
-
-    with pytest.raises(FileError) as info:
-        write_atomically(str(target), NEW, move=failing_move, mode=None)
+    with file_size_limit(8):
+        with pytest.raises(FileError) as info:
+            write_atomically(str(target), NEW, mode=None)
     assert str(target) in str(info.value)
     assert "left as it was" in str(info.value)
     assert target.read_bytes() == OLD
@@ -126,28 +107,33 @@ def test_failed_move_leaves_the_target_and_no_temporary_file(tmp_path, failure):
     assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
 
 
-def test_a_secret_file_is_never_wider_than_its_mode_not_even_before_the_move(tmp_path):
-    """atomic_move copies the old file's mode onto the new bytes: a 0644 token file is narrowed to 0600 first."""
+def test_a_failed_rename_leaves_the_target_and_no_temporary_file(tmp_path):
+    """The name is a folder: the rename fails (the file is never read as one either)."""
+    target = tmp_path / "ssh_workspaces.json"
+    target.mkdir()
+    (target / "inside").write_bytes(b"kept")
+    with pytest.raises(FileError) as info:
+        write_atomically(str(target), NEW)
+    assert "Is a directory" in str(info.value)
+    assert (target / "inside").read_bytes() == b"kept"
+    assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
+
+
+def test_a_secret_file_is_never_wider_than_its_mode_not_even_before_the_rename(tmp_path):
+    """The mode is set on the temporary file, before the rename: a 0644 token file's new bytes are 0600 from the start."""
     target = tmp_path / "token_prod.json"
     target.write_bytes(OLD)
     os.chmod(str(target), 0o644)
-    seen = []
-
-    def move_like_atomic_move(src, dst):
-        os.chmod(src, stat.S_IMODE(os.stat(dst).st_mode))
-        seen.append(_mode(src))
-        os.replace(src, dst)
-
-    write_atomically(str(target), NEW, move=move_like_atomic_move, mode=0o600)
-    assert seen == [0o600] and _mode(target) == 0o600
+    written = write_atomically(str(target), NEW, mode=0o600)
+    assert stat.S_IMODE(written.st_mode) == 0o600 and _mode(target) == 0o600
+    write_atomically(str(target), OLD, mode=None)
+    assert _mode(target) == 0o600  # None keeps the old file's mode
 
 
-def test_failed_move_of_a_new_file_creates_nothing(tmp_path):
-    def failing_move(src, dst):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    with pytest.raises(FileError):
-        write_atomically(str(tmp_path / "new.json"), NEW, move=failing_move)
+def test_a_failed_write_of_a_new_file_creates_nothing(tmp_path, file_size_limit):
+    with file_size_limit(8):
+        with pytest.raises(FileError):
+            write_atomically(str(tmp_path / "new.json"), NEW)
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -315,22 +301,6 @@ def test_without_create_an_existing_lock_is_still_taken(tmp_path):
         pass
     with locked(str(path), 1, create=False):
         assert _open_fds_to(tmp_path / ".ssh_workspaces.json.lock") == [os.O_RDWR]
-
-
-def test_mode_is_set_after_the_move_whatever_the_move_gives(tmp_path):
-    """AnsibleModule.atomic_move copies the old file's mode onto the new one; the mode asked for wins."""
-    target = tmp_path / "token_prod.json"
-    target.write_bytes(OLD)
-    os.chmod(str(target), 0o644)
-
-    def move_like_atomic_move(src, dst):
-        os.chmod(src, stat.S_IMODE(os.stat(dst).st_mode))
-        os.replace(src, dst)
-
-    write_atomically(str(target), NEW, move=move_like_atomic_move, mode=0o600)
-    assert _mode(target) == 0o600
-    write_atomically(str(target), OLD, move=move_like_atomic_move, mode=None)
-    assert _mode(target) == 0o600  # None keeps what the move gave
 
 
 def test_lock_in_a_missing_folder_is_a_file_error(tmp_path):
