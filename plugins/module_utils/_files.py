@@ -206,8 +206,11 @@ class _Resolver:
         self.links += 1
         if self.links > MAX_LINKS:
             raise FileError("%s: too many levels of symbolic links" % self.path)
-        target = os.readlink(name, dir_fd=fd)
         link_path = _join(where, name)
+        try:
+            target = os.readlink(name, dir_fd=fd)
+        except OSError as exc:  # no longer a link: another process swapped it meanwhile
+            raise FileError("%s changed while this run looked it up: %s; nothing was read, created or changed" % (link_path, _why(exc))) from exc
         tfd, twhere, tname = self.walk(os.dup(fd), where, target, (link_path, target))
         return link_path, target, tfd, twhere, tname
 
@@ -228,7 +231,10 @@ class _Resolver:
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
                 raise FileError("cannot open folder %s: %s" % (_join(where, part), _why(exc))) from exc
-            link = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            try:
+                link = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except OSError as exc2:
+                raise FileError("%s changed while this run looked it up: %s" % (_join(where, part), _why(exc2))) from exc2
             if not stat.S_ISLNK(link.st_mode):
                 raise FileError("%s is not a folder" % _join(where, part)) from None
             link_path, target, tfd, twhere, tname = self.follow(fd, where, part, link)
@@ -311,9 +317,11 @@ def resolve(path: str, create: bool = False, owner: t.Optional[t.Tuple[t.Optiona
     resolver = _Resolver(path, create, owner)
     try:
         fd, folder, name = resolver.walk(os.open("/", _FOLDER), "/", absolute, None)
-    except BaseException:
+    except BaseException as exc:
         for parent, _name in resolver.created:
             os.close(parent)
+        if isinstance(exc, OSError) and not isinstance(exc, FileError):
+            raise FileError("cannot resolve %s: %s" % (path, _why(exc))) from exc
         raise
     place = Place(path, fd, folder, name, resolver.created)
     try:
