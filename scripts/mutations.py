@@ -78,6 +78,20 @@ MUTATIONS = [
     Mutation("page-bounds", "machine pages checked against their count", "plugins/module_utils/_client.py",
              "        if pages != max(1, -(-count // size)) and not (count == 0 and pages == 0):", "        if False:",
              "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[pages-forever]"),
+    Mutation("foreign-link", "a root run never follows a user's link to what the link's owner does not own", "plugins/module_utils/_files.py",
+             "if link.st_uid in (0, os.geteuid()) or link.st_uid == owner:", "if True:",
+             "tests/e2e/reliability/test_root_runs.py::test_root_never_follows_a_users_link_to_what_is_not_theirs[file]"),
+    Mutation("chmod-by-path", "owner and mode set on the open temporary file, nothing done by path after the rename", "plugins/module_utils/_files.py",
+             "            with contextlib.suppress(OSError):\n                os.fsync(place.fd)\n",
+             "            os.chmod(place.real, new_mode)\n            with contextlib.suppress(OSError):\n                os.fsync(place.fd)\n",
+             "tests/e2e/reliability/test_root_runs.py::test_no_chmod_or_chown_by_path_after_the_rename"),
+    Mutation("fifo", "only regular files are read (a FIFO or device is refused before reading)", "plugins/module_utils/_files.py",
+             "    if not stat.S_ISREG(status.st_mode):", "    if False:",
+             "tests/e2e/reliability/test_root_runs.py::test_a_fifo_is_refused_at_once[False]"),
+    Mutation("in-place-reserve", "unsafe_writes reserves the new size before writing in place (never truncates on a full disk)",
+             "plugins/module_utils/_files.py",
+             "            os.posix_fallocate(fd, 0, max(len(data), 1))  # the space is reserved, or nothing is changed", "            pass",
+             "tests/e2e/reliability/test_root_runs.py::test_unsafe_writes_on_a_full_disk_never_truncates"),
 ]
 
 
