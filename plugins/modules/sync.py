@@ -29,11 +29,21 @@ description:
     while it reads, reconciles and writes, so two runs at once on one host cannot lose an update.
   - A symlinked O(path) (dotfiles kept by stow or chezmoi) is edited where the link points, as M(ansible.builtin.blockinfile)
     does; the link stays a link, and the lock and temporary file are beside the real file.
-  - The file is replaced atomically; O(unsafe_writes=true) lets it be written in place where an atomic rename is impossible
-    (a file bind-mounted into a container).
+  - The path (and the token file's) is resolved one component at a time from open folders. A symlink is followed only when
+    the run's user or root owns it, or when its owner also owns what it points to (the kernel's C(protected_symlinks) rule);
+    so a run as root never follows a user's link to root's files or folders. When the run's user does not own the file's
+    folder (root in a user's home), a file there that is not the folder owner's is refused; nothing is locked, created or
+    changed beside it.
+  - The file is replaced atomically; its owner, group and mode are set on the new file before it is renamed into place,
+    never by path afterwards. O(unsafe_writes=true) lets it be written in place where an atomic rename is impossible
+    (a file bind-mounted into a container), after reserving its new size and taking a backup.
+  - Only a regular file of at most 128 MiB is read; a FIFO, a device, a socket or a folder is refused before it is read.
+    A fleet file with more than one hard link gets a warning (the rename separates it from its other names).
   - "Errors leave the file byte-for-byte as it was: an expired token that cannot be refreshed (V(sync: unauthorized)),
     an API key where OAuth is needed, a corrupt or schema-invalid fleet file, a server answer of the wrong shape,
-    429 and 5xx after retries, timeouts, a full disk."
+    429 and 5xx after retries, timeouts, a full disk, an O(owner), O(group) or O(file_mode) that cannot be applied
+    (checked before anything is written, in check mode too). The one exception says so: with O(unsafe_writes), a write
+    in place that fails midway after its space was reserved (the message names the backup)."
   - No secret (access token, refresh token, API key) appears in the result, the diff, a warning or C(-vvvv) output.
 author:
   - cmdop.fleet maintainers (@cmdop)
@@ -59,7 +69,9 @@ attributes:
 options:
   path:
     description:
-      - The fleet file on the target host. A missing file is created with mode C(0600), and a missing folder with mode C(0700).
+      - The fleet file on the target host. A missing file is created with mode C(0600), and a missing folder with mode C(0700);
+        when root creates them, they belong to the owner of the folder they are made in (the home's owner), unless
+        O(owner) or O(group) say otherwise.
     type: path
     default: ~/.cmdop/ssh_workspaces.json
   fleets:
@@ -111,6 +123,7 @@ options:
       - The permissions of the fleet file, as O(ansible.builtin.file#module:mode) takes them.
       - This module's O(mode) is the CMDOP mode, so the file's permissions go here.
       - By default a new file gets V(0600) and an existing file keeps its permissions.
+      - Checked (octal or symbolic) before anything is written, in check mode too.
     type: raw
   mode:
     description:
@@ -210,6 +223,16 @@ token_refreshed:
   description: Whether the OAuth token was refreshed (and written back to O(token_file)) during this run.
   returned: always
   type: bool
+mode:
+  description: The permissions of the fleet file written (of the file a symlinked O(path) points to, not of the link).
+  returned: when the file exists
+  type: str
+  sample: "0600"
+owner:
+  description: The owner of the fleet file written (not of a link to it); C(group), C(uid), C(gid) and C(size) are returned too.
+  returned: when the file exists
+  type: str
+  sample: alice
 """
 
 import datetime

@@ -15,12 +15,18 @@ import time
 import pytest
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
+    Attributes,
     FileError,
     ensure_folder,
     locked,
+    read_snapshot,
     read_text,
+    resolve,
+    set_attributes,
     write_atomically,
 )
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root; make test runs as root")
 
 OLD = b'{"active": "", "workspaces": [{"name": "lab", "api_key": "cmdop_live_old"}]}\n'
 NEW = '{"active": "", "workspaces": [{"name": "équipe"}]}\n'.encode("utf-8")
@@ -382,3 +388,79 @@ def test_read_text_of_a_folder_is_a_file_error(tmp_path):
     with pytest.raises(FileError) as info:
         read_text(str(tmp_path))
     assert str(tmp_path) in str(info.value)
+
+
+def test_read_text_of_a_fifo_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    os.mkfifo(str(path))
+    with pytest.raises(FileError) as info:
+        read_text(str(path))
+    assert "it is a FIFO, not a regular file" in str(info.value)
+
+
+# ---------------------------------------------------------------- resolve
+
+
+def test_a_failed_run_removes_the_folders_it_made_and_their_lock(tmp_path):
+    path = tmp_path / "a" / "b" / "ssh_workspaces.json"
+    with resolve(str(path), create=True) as place:
+        assert stat.S_IMODE(os.stat(str(tmp_path / "a")).st_mode) == 0o700
+        with locked(place, 1):
+            pass
+        place.discard_created()
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_link_of_the_runs_user_is_followed_through_folders_and_files(tmp_path):
+    real = tmp_path / "dotfiles" / "cmdop" / "real.json"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(OLD)
+    (tmp_path / "cmdop").symlink_to("dotfiles/cmdop")
+    (tmp_path / "dotfiles" / "cmdop" / "ssh_workspaces.json").symlink_to("real.json")
+    with resolve(str(tmp_path / "cmdop" / "ssh_workspaces.json")) as place:
+        assert place.real == str(real)
+        assert read_text(place) == OLD.decode()
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("what", ["file", "folder", "dangling"])
+def test_another_users_link_to_what_is_not_theirs_is_refused(tmp_path, what):
+    """As root: a link of uid 4321 to root's file, folder, or a name in root's folder, is never followed."""
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    (roots / "ssh_workspaces.json").write_bytes(OLD)
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(str(home), 4321, 4321)
+    link = home / ("cmdop" if what == "folder" else "ssh_workspaces.json")
+    link.symlink_to(roots if what == "folder" else roots / ("new.json" if what == "dangling" else "ssh_workspaces.json"))
+    os.lchown(str(link), 4321, 4321)
+    with pytest.raises(FileError) as info:
+        read_snapshot(str(home / ("cmdop/ssh_workspaces.json" if what == "folder" else "ssh_workspaces.json")))
+    assert "%s is a symlink of 4321's" % link in str(info.value)
+    assert sorted(os.listdir(str(roots))) == ["ssh_workspaces.json"] and (roots / "ssh_workspaces.json").read_bytes() == OLD
+
+
+@ROOT_ONLY
+def test_root_leaves_a_file_that_is_not_the_folder_owners_alone(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(str(home), 4321, 4321)
+    path = home / "ssh_workspaces.json"
+    path.write_bytes(OLD)  # root's file in 4321's folder
+    with pytest.raises(FileError) as info:
+        write_atomically(str(path), NEW)
+    assert "locks, creates and changes nothing there" in str(info.value)
+    assert os.listdir(str(home)) == ["ssh_workspaces.json"] and path.read_bytes() == OLD
+
+
+@ROOT_ONLY
+def test_attributes_are_set_on_the_open_file(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    path.write_bytes(OLD)
+    with resolve(str(path)) as place:
+        seen = read_snapshot(place)[1]
+        assert set_attributes(place, Attributes(4321, 4322, 0o640), seen) is True
+        assert set_attributes(place, Attributes(4321, 4322, 0o640), read_snapshot(place)[1]) is False
+    status = os.stat(str(path))
+    assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (4321, 4322, 0o640)
