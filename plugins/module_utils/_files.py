@@ -318,7 +318,9 @@ def resolve(path: str, create: bool = False, owner: t.Optional[t.Tuple[t.Optiona
     try:
         fd, folder, name = resolver.walk(os.open("/", _FOLDER), "/", absolute, None)
     except BaseException as exc:
-        for parent, _name in resolver.created:
+        for parent, name in reversed(resolver.created):  # a failed resolution leaves no folder it made
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=parent)
             os.close(parent)
         if isinstance(exc, OSError) and not isinstance(exc, FileError):
             raise FileError("cannot resolve %s: %s" % (path, _why(exc))) from exc
@@ -443,32 +445,14 @@ def read_text(target: t.Union[str, Place]) -> t.Optional[str]:
     return read_stat(target)[0]
 
 
-def ensure_folder(path: str, mode: int = FOLDER_MODE) -> t.Optional[str]:
-    """Create the folder that will hold ``path`` (and its parents) when missing; return it if created."""
+def ensure_folder(path: str) -> t.Optional[str]:
+    """Create the folder that will hold ``path`` (and its parents, 0700) when missing; return it if created."""
     with resolve(path, create=True) as place:
-        if mode != FOLDER_MODE:
-            for parent, name in place.created:
-                os.chmod(name, mode, dir_fd=parent)
         return place.folder if place.created else None
-
-
-def real_path(path: str) -> str:
-    """Where a file really is (its folder and links resolved as ``resolve`` allows)."""
-    try:
-        with resolve(path) as place:
-            return place.real
-    except MissingFolderError:
-        return os.path.abspath(path)
 
 
 def lock_name(name: str) -> str:
     return ".%s.lock" % name
-
-
-def lock_path(path: str) -> str:
-    """The lock file of ``path``: ``.<name>.lock`` beside it."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, lock_name(name))
 
 
 def _open_lock(place: Place, create: bool) -> t.Optional[int]:
@@ -669,7 +653,9 @@ def write_atomically(target: t.Union[str, Place], data: bytes, mode: t.Optional[
     """
     with _placed(target) as place:
         old = place.lstat()
-        if old is not None and not stat.S_ISLNK(old.st_mode):
+        if old is not None and stat.S_ISLNK(old.st_mode):  # not there when the path was resolved: someone swapped it in
+            raise FileChangedError("%s was replaced by a symlink while this run updated it; nothing was written" % place.real)
+        if old is not None:
             _check_regular(place, old)
         if mode is not None and wanted.mode is None:
             wanted = wanted._replace(mode=mode)
