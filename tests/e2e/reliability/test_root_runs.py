@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cmdop_helpers import FLEET_FILE, LOCAL_KEY, TEAM_A, fleet_path, sync_play, write_as
+from cmdop_helpers import ALICE, FLEET_FILE, LOCAL_KEY, TEAM_A, TOKEN_FILE, fleet_path, sync_play, write_as
 from harness import TARGET_PYTHON, collection_layout
 from inotify import IN_ATTRIB, IN_MOVED_TO, FileWatch
 
@@ -139,6 +139,24 @@ def test_root_follows_a_users_link_to_their_own_file_and_reports_the_file(run_pl
     status = real.stat()
     assert (status.st_uid, stat.S_IMODE(status.st_mode)) == (user(targets).pw_uid, 0o640)
     assert (out["owner"], out["mode"], out["state"], out["size"]) == (targets.user("t1"), "0640", "file", status.st_size), out
+
+
+@pytest.mark.case(AREA, "the user links ~/.cmdop/token_prod.json to root's own token file (expired); root syncs with that token_file",
+                  "refused before the token is read, refreshed or rewritten; root's token file unchanged; no fleet file written")
+def test_root_never_follows_a_users_link_to_roots_token_file(run_playbook, targets, home, roots, emulator, api):
+    token = emulator.admin("POST", "tokens", {"user": ALICE, "expires_in": 3600})
+    token["expires_at"] = 1.0  # expired: a refresh would rewrite the file
+    (roots / "token_prod.json").write_text(json.dumps(token), encoding="utf-8")
+    os.chmod(roots / "token_prod.json", 0o600)
+    write_as(targets, "t1", ".cmdop/.keep", "")
+    link = _link(targets, home / TOKEN_FILE, roots / "token_prod.json")
+    before = tree(roots)
+    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
+             "tasks": [{"name": "sync", "cmdop.fleet.sync": dict(api, path=str(home / FLEET_FILE), token_file=str(link))}]}]
+    result = run_playbook(play, None, timeout=300)
+    failed(result, result.task("sync", "localhost"), "%s is a symlink of %s's to %s" % (link, targets.user("t1"), roots / "token_prod.json"))
+    assert tree(roots) == before and not (home / FLEET_FILE).exists()
+    assert [item for item in emulator.admin("GET", "requests") if item["path"].startswith("/api/")] == []
 
 
 # ---- what root makes, and what a failed run leaves --------------------------------------------------------------
