@@ -1,8 +1,8 @@
 """A sync run as root on a user's files (``become``, or a play on the host as root), tried from the user's side as a
 local user with a shell would: links out of their home, a race swapping links while root syncs, FIFOs and devices,
 huge files, a full disk under ``unsafe_writes``, bad owner/group/mode, new folders, hard links. Real users (the
-harness's cmdop-t1), real ansible-playbook runs as root on this host (connection local), and for the race many
-runs of the module as root in one process while the user's process swaps links."""
+harness's cmdop-t1), real ansible-playbook runs on this host that become root (``become_method: su``), and for the
+race many runs of the module as root in one process while the user's process swaps links."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ AREA = "Root runs"
 FLEETS = [{"id": TEAM_A, "name": "Team A", "slug": "team-a"}]
 ORIGINAL = json.dumps({"active": "home", "workspaces": [{"name": "home", "api_key": LOCAL_KEY, "server": ""}]})
 ROOTS = '{"active": "", "workspaces": [{"name": "root-only", "api_key": "cmdop_live_roots_own_key_0123456789abcdef"}]}'
+# A play on this host that becomes root (su, as root: no password), as `become: true` on a user's host runs the module.
+BECOME_ROOT = {"hosts": "localhost", "connection": "local", "gather_facts": False, "become": True, "become_method": "su", "become_user": "root"}
 REFUSED = "refused, naming the link and why; nothing outside the user's files created or changed (bytes, owner, mode)"
 
 
@@ -76,9 +78,8 @@ def home(targets: t.Any) -> t.Iterator[Path]:
 
 
 def root_sync(run_playbook: t.Callable[..., t.Any], path: Path, check: bool = False, **args: t.Any) -> t.Tuple[t.Any, dict]:
-    """cmdop.fleet.sync as root on this host, on ``path``."""
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-             "tasks": [{"name": "sync", "cmdop.fleet.sync": dict({"path": str(path), "fleets": FLEETS}, **args)}]}]
+    """cmdop.fleet.sync on this host with ``become`` (root), on ``path``."""
+    play = [dict(BECOME_ROOT, tasks=[{"name": "sync", "cmdop.fleet.sync": dict({"path": str(path), "fleets": FLEETS}, **args)}])]
     result = run_playbook(play, None, check=check, timeout=300)
     return result, result.task("sync", "localhost")
 
@@ -151,8 +152,7 @@ def test_root_never_follows_a_users_link_to_roots_token_file(run_playbook, targe
     write_as(targets, "t1", ".cmdop/.keep", "")
     link = _link(targets, home / TOKEN_FILE, roots / "token_prod.json")
     before = tree(roots)
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-             "tasks": [{"name": "sync", "cmdop.fleet.sync": dict(api, path=str(home / FLEET_FILE), token_file=str(link))}]}]
+    play = [dict(BECOME_ROOT, tasks=[{"name": "sync", "cmdop.fleet.sync": dict(api, path=str(home / FLEET_FILE), token_file=str(link))}])]
     result = run_playbook(play, None, timeout=300)
     failed(result, result.task("sync", "localhost"), "%s is a symlink of %s's to %s" % (link, targets.user("t1"), roots / "token_prod.json"))
     assert tree(roots) == before and not (home / FLEET_FILE).exists()
