@@ -242,7 +242,7 @@ class _Resolver:
                 try:
                     sub = os.open(tname, _FOLDER, dir_fd=tfd)
                 except FileNotFoundError:
-                    raise MissingFolderError("%s is a symlink to %s, which does not exist; nothing is made there" % (link_path, target)) from None
+                    raise FileError("%s is a symlink to %s, which does not exist; nothing is made there" % (link_path, target)) from None
                 except OSError as exc2:
                     raise FileError("cannot open folder %s: %s" % (_join(twhere, tname), _why(exc2))) from exc2
             finally:
@@ -259,8 +259,8 @@ class _Resolver:
 
     def make(self, fd: int, where: str, part: str, via: t.Optional[t.Tuple[str, str]]) -> int:
         """A missing folder of the path: made (0700, the parent folder's owner when root makes it) or refused."""
-        if via is not None:
-            raise MissingFolderError("%s is a symlink to %s, whose folder does not exist; nothing is made there" % via)
+        if via is not None:  # an error in check mode too: the real run would fail
+            raise FileError("%s is a symlink to %s, whose folder does not exist; nothing is made there" % via)
         if not self.create:
             raise MissingFolderError("folder %s does not exist" % _join(where, part))
         try:
@@ -308,9 +308,9 @@ class _Resolver:
 def resolve(path: str, create: bool = False, owner: t.Optional[t.Tuple[t.Optional[int], t.Optional[int]]] = None) -> Place:
     """Where ``path`` really is, reached one component at a time from open folders (close the Place after use).
 
-    Symlinks are followed as ``_Resolver.allow`` says. Missing folders of the path itself (never of a link's target)
-    are made 0700 when ``create`` is true, owned by ``owner`` (uid, gid; None: when root makes them, the parent
-    folder's), else MissingFolderError. When the run's user does not own the file's folder (root in a user's home),
+    Symlinks are followed as ``_Resolver.allow`` says. Missing folders of the path itself are made 0700 when ``create``
+    is true, owned by ``owner`` (uid, gid; None: when root makes them, the parent folder's), else MissingFolderError;
+    a link into a missing folder is a FileError (nothing is made where a link points). When the run's user does not own the file's folder (root in a user's home),
     a file there that is not the folder owner's is refused: nothing is locked, created or changed beside it.
     """
     absolute = os.path.abspath(path)

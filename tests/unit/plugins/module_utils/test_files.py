@@ -464,3 +464,13 @@ def test_attributes_are_set_on_the_open_file(tmp_path):
         assert set_attributes(place, Attributes(4321, 4322, 0o640), read_snapshot(place)[1]) is False
     status = os.stat(str(path))
     assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (4321, 4322, 0o640)
+
+
+def test_a_link_into_a_missing_folder_is_an_error_even_for_reading(tmp_path):
+    """Check mode reads without creating: it must fail where the real run (which would not make the folder) fails."""
+    (tmp_path / "ssh_workspaces.json").symlink_to(tmp_path / "gone" / "real.json")
+    for attempt in (lambda: read_text(str(tmp_path / "ssh_workspaces.json")), lambda: resolve(str(tmp_path / "ssh_workspaces.json"), create=True)):
+        with pytest.raises(FileError) as info:
+            attempt()
+        assert "whose folder does not exist" in str(info.value)
+    assert sorted(os.listdir(str(tmp_path))) == ["ssh_workspaces.json"]
