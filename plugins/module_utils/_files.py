@@ -310,8 +310,9 @@ def resolve(path: str, create: bool = False, owner: t.Optional[t.Tuple[t.Optiona
 
     Symlinks are followed as ``_Resolver.allow`` says. Missing folders of the path itself are made 0700 when ``create``
     is true, owned by ``owner`` (uid, gid; None: when root makes them, the parent folder's), else MissingFolderError;
-    a link into a missing folder is a FileError (nothing is made where a link points). When the run's user does not own the file's folder (root in a user's home),
-    a file there that is not the folder owner's is refused: nothing is locked, created or changed beside it.
+    a link into a missing folder is a FileError (nothing is made where a link points). When the run's user does not
+    own the file's folder (root in a user's home), a file there that is not the folder owner's is refused: nothing is
+    locked, created or changed beside it.
     """
     absolute = os.path.abspath(path)
     resolver = _Resolver(path, create, owner)
