@@ -12,7 +12,6 @@ Private to the collection.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 import typing as t
 
@@ -20,7 +19,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _modes, _token
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError, check_api_numbers, check_no_user_info
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError, Move
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import FileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._fleet_file import FleetFileError
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import MODES, login_hint
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import SchemaError, import_error
@@ -62,9 +61,9 @@ def token_file(module: AnsibleModule) -> str:
     return _modes.token_file(module.params["mode"], module.params["token_file"])
 
 
-def move(module: AnsibleModule) -> Move:
-    """How a module replaces a file: ``atomic_move``, with the task's ``unsafe_writes`` where the module has that option."""
-    return functools.partial(module.atomic_move, unsafe_writes=bool(module.params.get("unsafe_writes")))
+def unsafe_writes(module: AnsibleModule) -> bool:
+    """The task's ``unsafe_writes``, where the module has that option: a file that cannot be renamed over is written in place."""
+    return bool(module.params.get("unsafe_writes"))
 
 
 def _http_client() -> t.Any:
@@ -94,7 +93,7 @@ def resolve_credential(module: AnsibleModule) -> t.Optional[Credential]:
     if module.params["token"]:
         return Credential(module.params["token"], OAUTH)
     path = token_file(module)
-    store = _token.TokenStore(path, move=move(module), on_secrets=module.no_log_values.update)
+    store = _token.TokenStore(path, unsafe_writes=unsafe_writes(module), on_secrets=module.no_log_values.update)
     credential = Credential.from_store(store)
     if credential is None:
         if module.params["token_file"]:

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import typing as t
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _timestamps
-from ansible_collections.cmdop.fleet.plugins.module_utils._files import Move, locked, read_text, real_path, write_atomically
+from ansible_collections.cmdop.fleet.plugins.module_utils._files import Place, locked, read_text, resolve, write_atomically
 from ansible_collections.cmdop.fleet.plugins.module_utils._json import JsonTextError, load
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import TOKEN_FILE, SchemaError, validate
 
@@ -127,28 +126,30 @@ def serialize(token: t.Mapping[str, t.Any]) -> str:
 class TokenStore:
     """One token file: load it, and refresh its token once across threads and processes.
 
-    ``move`` replaces the file (``AnsibleModule.atomic_move`` in modules, with
-    ``unsafe_writes``; ``os.replace`` in the inventory plugin). ``on_secrets``
-    receives the secret values of every token the store reads or writes (modules
-    register them with Ansible's ``no_log`` masking). A symlinked token file is
-    rewritten where it really is, and the link kept.
+    The file is found, locked, read and replaced as ``_files.resolve`` and
+    ``_files.write_atomically`` do it (a root run never follows a user's link
+    out of their files); ``unsafe_writes`` (the modules' option) lets it be
+    written in place where a rename is impossible. ``on_secrets`` receives the
+    secret values of every token the store reads or writes (modules register
+    them with Ansible's ``no_log`` masking). A symlinked token file is rewritten
+    where it really is, and the link kept.
     """
 
     def __init__(
         self,
         path: str,
-        move: Move = os.replace,
+        unsafe_writes: bool = False,
         on_secrets: t.Callable[[t.List[str]], t.Any] = lambda values: None,
         lock_timeout: float = REFRESH_LOCK_TIMEOUT,
     ) -> None:
         self.path = path
-        self.move = move
+        self.unsafe_writes = unsafe_writes
         self.on_secrets = on_secrets
         self.lock_timeout = lock_timeout
 
-    def load(self) -> t.Optional[dict]:
-        """The token in the file, or None when there is no such file."""
-        text = read_text(self.path)
+    def load(self, place: t.Optional[Place] = None) -> t.Optional[dict]:
+        """The token in the file (at ``place``, a ``_files.Place``, when given), or None when there is no such file."""
+        text = read_text(self.path if place is None else place)
         if text is None:
             return None
         token = parse(text, self.path)
@@ -164,9 +165,8 @@ class TokenStore:
         the refresh token for a new pair, which is written back (0600, atomically)
         before the lock is released.
         """
-        target = real_path(self.path)
-        with locked(target, self.lock_timeout):
-            current = self.load()
+        with resolve(self.path) as place, locked(place, self.lock_timeout):
+            current = self.load(place)
             if current is None:
                 raise TokenFileError("token file %s disappeared while the token was being refreshed; log in again (cmdop login)" % self.path)
             if current["access_token"] != stale_access_token:
@@ -174,5 +174,5 @@ class TokenStore:
             answer = grant(current)
             self.on_secrets(secrets(answer))
             token = refreshed(current, answer, time.time())
-            write_atomically(target, serialize(token).encode("utf-8"), move=self.move, mode=TOKEN_FILE_MODE)
+            write_atomically(place, serialize(token).encode("utf-8"), mode=TOKEN_FILE_MODE, unsafe_writes=self.unsafe_writes)
         return token, True

@@ -30,11 +30,21 @@ description:
     while it reads, reconciles and writes, so two runs at once on one host cannot lose an update.
   - A symlinked O(path) (dotfiles kept by stow or chezmoi) is edited where the link points, as M(ansible.builtin.blockinfile)
     does; the link stays a link, and the lock and temporary file are beside the real file.
-  - The file is replaced atomically; O(unsafe_writes=true) lets it be written in place where an atomic rename is impossible
-    (a file bind-mounted into a container).
+  - The path (and the token file's) is resolved one component at a time from open folders. A symlink is followed only when
+    the run's user or root owns it, or when its owner also owns what it points to (the kernel's C(protected_symlinks) rule);
+    so a run as root never follows a user's link to root's files or folders. When the run's user does not own the file's
+    folder (root in a user's home), a file there that is not the folder owner's is refused; nothing is locked, created or
+    changed beside it.
+  - The file is replaced atomically; its owner, group and mode are set on the new file before it is renamed into place,
+    never by path afterwards. O(unsafe_writes=true) lets it be written in place where an atomic rename is impossible
+    (a file bind-mounted into a container), after reserving its new size and taking a backup.
+  - Only a regular file of at most 128 MiB is read; a FIFO, a device, a socket or a folder is refused before it is read.
+    A fleet file with more than one hard link gets a warning (the rename separates it from its other names).
   - "Errors leave the file byte-for-byte as it was: an expired token that cannot be refreshed (V(sync: unauthorized)),
     an API key where OAuth is needed, a corrupt or schema-invalid fleet file, a server answer of the wrong shape,
-    429 and 5xx after retries, timeouts, a full disk."
+    429 and 5xx after retries, timeouts, a full disk, an O(owner), O(group) or O(file_mode) that cannot be applied
+    (checked before anything is written, in check mode too). The one exception says so: with O(unsafe_writes), a write
+    in place that fails midway after its space was reserved (the message names the backup)."
   - No secret (access token, refresh token, API key) appears in the result, the diff, a warning or C(-vvvv) output.
 author:
   - cmdop.fleet maintainers (@cmdop)
@@ -60,7 +70,9 @@ attributes:
 options:
   path:
     description:
-      - The fleet file on the target host. A missing file is created with mode C(0600), and a missing folder with mode C(0700).
+      - The fleet file on the target host. A missing file is created with mode C(0600), and a missing folder with mode C(0700);
+        when root creates them, they belong to the owner of the folder they are made in (the home's owner), unless
+        O(owner) or O(group) say otherwise.
     type: path
     default: ~/.cmdop/ssh_workspaces.json
   fleets:
@@ -112,6 +124,7 @@ options:
       - The permissions of the fleet file, as O(ansible.builtin.file#module:mode) takes them.
       - This module's O(mode) is the CMDOP mode, so the file's permissions go here.
       - By default a new file gets V(0600) and an existing file keeps its permissions.
+      - Checked (octal or symbolic) before anything is written, in check mode too.
     type: raw
   mode:
     description:
@@ -211,11 +224,23 @@ token_refreshed:
   description: Whether the OAuth token was refreshed (and written back to O(token_file)) during this run.
   returned: always
   type: bool
+mode:
+  description: The permissions of the fleet file written (of the file a symlinked O(path) points to, not of the link).
+  returned: when the file exists
+  type: str
+  sample: "0600"
+owner:
+  description: The owner of the fleet file written (not of a link to it); C(group), C(uid), C(gid) and C(size) are returned too.
+  returned: when the file exists
+  type: str
+  sample: alice
 """
 
-import contextlib
 import datetime
+import grp
 import os
+import pwd
+import stat
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
@@ -232,18 +257,25 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._base import (
     failing_clearly,
     login_hint,
     make_client,
-    move,
     resolve_credential,
     token_file,
+    unsafe_writes,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
+    Attributes,
     FileChangedError,
     FileError,
-    ensure_folder,
+    MissingFolderError,
+    Place,
+    backup,
+    final_attributes,
     locked,
-    read_snapshot,
+    lookup_group,
+    lookup_owner,
+    read_stat,
     read_text,
-    real_path,
+    resolve,
+    set_attributes,
     write_atomically,
 )
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
@@ -279,16 +311,90 @@ def file_secrets(path: str) -> t.List[str]:
     secrets times the size of the result, hours for a file of 100,000 fleets; the module's own output never holds a key:
     ``fleets`` and the diff are redacted.) A file that cannot be read is reported later, under the lock."""
     try:
-        return _fleet_file.secrets(_fleet_file.parse(read_text(real_path(path)), path))
+        return _fleet_file.secrets(_fleet_file.parse(read_text(path), path))
     except (FileError, _fleet_file.FleetFileError):
         return []
 
 
-def file_attributes(module: AnsibleModule, path: str, created: bool) -> dict:
-    params = dict(module.params, mode=module.params["file_mode"])
-    if created and params["mode"] is None:
-        params["mode"] = "0600"
-    return module.load_file_common_arguments(params, path=path)
+def file_mode(module: AnsibleModule, old: t.Optional[os.stat_result]) -> t.Optional[int]:
+    """O(file_mode) as permission bits, as ansible-core's file arguments read it (octal or symbolic, against the old file)."""
+    value = module.params["file_mode"]
+    if value is None:
+        return None
+    if isinstance(value, int):
+        mode = value
+    else:
+        try:
+            mode = int(str(value), 8)
+        except ValueError:
+            base = old if old is not None else os.stat_result((stat.S_IFREG | 0o600, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+            try:
+                mode = module._symbolic_mode_to_octal(base, str(value))  # pylint: disable=protected-access
+            except Exception as exc:  # pylint: disable=broad-except  # ansible-core raises plain ValueError or others
+                raise FileError("file_mode %s must be in octal or symbolic form (%s); nothing was changed" % (value, exc)) from None
+    if mode != stat.S_IMODE(mode) or mode < 0:
+        raise FileError("file_mode %s: only permission bits are allowed; nothing was changed" % value)
+    return mode
+
+
+def wanted_attributes(module: AnsibleModule, old: t.Optional[os.stat_result]) -> Attributes:
+    """O(owner), O(group) and O(file_mode) as numbers, looked up and checked before anything is made or written (in check
+    mode too, so that it fails where a real run would)."""
+    return Attributes(lookup_owner(module.params["owner"]), lookup_group(module.params["group"]), file_mode(module, old))
+
+
+def path_info(status: os.stat_result) -> dict:
+    """The result's description of the file written (never of a link to it): uid, gid, owner, group, mode, size."""
+    try:
+        owner = pwd.getpwuid(status.st_uid).pw_name
+    except KeyError:
+        owner = str(status.st_uid)
+    try:
+        group = grp.getgrgid(status.st_gid).gr_name
+    except KeyError:
+        group = str(status.st_gid)
+    return {"uid": status.st_uid, "gid": status.st_gid, "owner": owner, "group": group, "mode": "0%03o" % stat.S_IMODE(status.st_mode),
+            "state": "file", "size": status.st_size}
+
+
+def other_attributes(module: AnsibleModule, place: Place, changed: bool) -> bool:
+    """SELinux context and O(attributes), set through the open folder (the helpers take a path; the file's name is
+    never followed: lsetfilecon and chattr refuse a symlink)."""
+    params = dict(module.params, mode=None, owner=None, group=None)
+    arguments = module.load_file_common_arguments(params, path=place.real)
+    return module.set_fs_attributes_if_different(dict(arguments, path=place.entry()), changed)
+
+
+def write(module: AnsibleModule, place: Place, result: dict, fleets: list) -> t.Tuple[t.Any, dict, t.Optional[str], bool, t.Optional[os.stat_result]]:
+    """Read, reconcile and write the file under its lock: (the outcome, the document read, its text, changed, the file's status after)."""
+    for _attempt in range(REREADS):
+        before_text, old = read_stat(place)
+        seen = None if old is None else (old.st_dev, old.st_ino, old.st_size, old.st_mtime_ns)
+        document = _fleet_file.parse(before_text, place.path)
+        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
+        wanted = wanted_attributes(module, old)
+        uid, gid, mode = final_attributes(place, wanted, old)
+        content_changed = outcome.changed or before_text is None
+        changed = content_changed or (old.st_uid, old.st_gid, stat.S_IMODE(old.st_mode)) != (uid, gid, mode)
+        if old is not None and old.st_nlink > 1 and content_changed:
+            module.warn("%s has %d hard links: the sync replaces it with a new file, so its other names keep the old content"
+                        % (place.real, old.st_nlink))
+        if not changed or module.check_mode:
+            return outcome, document, before_text, changed, old
+        try:
+            # Our lock keeps this collection's runs apart; a writer that does not know it (cmdop login) may still
+            # replace the file meanwhile: then its change is read and reconciled again, never overwritten.
+            if not content_changed:
+                set_attributes(place, wanted, seen)
+                return outcome, document, before_text, changed, place.lstat()
+            if module.params["backup"] and old is not None and before_text is not None:
+                result["backup_file"] = backup(place, before_text.encode("utf-8"), old)
+            written = write_atomically(place, _fleet_file.serialize(outcome.document).encode("utf-8"), mode=None, replaces=seen,
+                                       wanted=wanted, unsafe_writes=unsafe_writes(module))
+            return outcome, document, before_text, changed, written
+        except FileChangedError:
+            continue
+    raise FileError("%s was replaced by another writer each of the %d times this run read it; nothing was written" % (place.path, REREADS))
 
 
 def sync(module: AnsibleModule, result: dict) -> None:
@@ -296,6 +402,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
     if module.params["last_synced_max_age"] < 0:
         module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
     check_number("lock_timeout", module.params["lock_timeout"], 0, 86400)
+    wanted = wanted_attributes(module, None)  # a bad owner, group or mode fails before anything else
     fleets = fetch_fleets(module, result, file_secrets(path))
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)
@@ -304,37 +411,31 @@ def sync(module: AnsibleModule, result: dict) -> None:
         module.exit_json(skipped=True, msg="skipped: %s (an API-key-only host)" % reason, **result)
 
     check_mode = module.check_mode
-    target = real_path(path)  # a symlinked file is edited where it really is; the link stays
-    if os.path.islink(path) and not os.path.isdir(os.path.dirname(target)):
-        raise FileError("%s is a symlink to %s, whose folder does not exist; nothing is made there" % (path, target))
-    created_folder = None if check_mode else ensure_folder(target)
-    if created_folder:
-        module.set_fs_attributes_if_different(dict(file_attributes(module, created_folder, False), mode="0700"), False)
-    can_lock = os.path.isdir(os.path.dirname(target))
-    lock_timeout = module.params["lock_timeout"]
-    with locked(target, lock_timeout, create=not check_mode) if can_lock else contextlib.nullcontext():
-        for _attempt in range(REREADS):
-            before_text, seen = read_snapshot(target)
-            document = _fleet_file.parse(before_text, path)
-            outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
-            changed = outcome.changed or before_text is None
-            if not changed or check_mode:
-                break
-            if module.params["backup"] and before_text is not None:
-                result["backup_file"] = module.backup_local(target)
-            new_mode = 0o600 if before_text is None and module.params["file_mode"] is None else None
+    try:
+        # a symlinked file is edited where it really is (the link stays), unless a root run would follow a user's link out
+        place = resolve(path, create=not check_mode, owner=(wanted.uid, wanted.gid))
+    except MissingFolderError:
+        if not check_mode:
+            raise
+        place = None  # check mode: no folder, so no file; nothing is made
+    if place is None:
+        document = _fleet_file.parse(None, path)
+        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
+        before_text, changed, status = None, True, None
+    else:
+        with place:
             try:
-                # Our lock keeps this collection's runs apart; a writer that does not know it (cmdop login) may still
-                # replace the file meanwhile: then its change is read and reconciled again, never overwritten.
-                write_atomically(target, _fleet_file.serialize(outcome.document).encode("utf-8"), move=move(module), mode=new_mode, replaces=seen)
-                break
-            except FileChangedError:
-                continue
-        else:
-            raise FileError("%s was replaced by another writer each of the %d times this run read it; nothing was written" % (path, REREADS))
-        if os.path.exists(target):  # in check mode this only predicts
-            changed = module.set_fs_attributes_if_different(file_attributes(module, target, before_text is None), changed)
+                with locked(place, module.params["lock_timeout"], create=not check_mode):
+                    outcome, document, before_text, changed, status = write(module, place, result, fleets)
+                    if status is not None:
+                        changed = other_attributes(module, place, changed)
+            except BaseException:
+                if not check_mode:
+                    place.discard_created()
+                raise
 
+    if status is not None:
+        result.update(path_info(status))
     result.update(outcome.by_action())
     result["changed"] = changed
     redacted = _fleet_file.redact(outcome.document)
@@ -361,6 +462,7 @@ def main() -> None:
         file_mode=dict(type="raw"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, add_file_common_args=True)
+    module.add_path_info = lambda kwargs: kwargs  # the result describes the file written (path_info), not what the path names now
     check_libraries(module, http=module.params["fleets"] is None)
     result = {"changed": False, "path": module.params["path"], "token_refreshed": False}
     with failing_clearly(module, "sync", result):

@@ -5,6 +5,7 @@
 ``opens`` counts the opens, ``opened_for_writing``
 tells whether any process closed the file after opening it for writing (IN_CLOSE_WRITE),
 ``opened_read_only`` whether one closed it after opening it read-only (IN_CLOSE_NOWRITE).
+On a folder, with another ``mask``, ``named`` lists each event with the name of the entry it concerns.
 The e2e tests use it to see how a module running over SSH opened a lock file.
 """
 
@@ -21,6 +22,8 @@ import typing as t
 IN_CLOSE_WRITE = 0x00000008
 IN_CLOSE_NOWRITE = 0x00000010
 IN_OPEN = 0x00000020
+IN_ATTRIB = 0x00000004
+IN_MOVED_TO = 0x00000080
 IN_NONBLOCK = 0o4000
 _EVENT = struct.Struct("iIII")
 
@@ -30,9 +33,11 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 class FileWatch:
     """Events on one existing file; use as a context manager, read ``events`` after the block."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, mask: int = IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) -> None:
         self.path = os.fsencode(os.fspath(path))
+        self.mask = mask
         self.events: list[int] = []
+        self.named: list[tuple[int, str]] = []
         self._fd = -1
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
@@ -41,7 +46,7 @@ class FileWatch:
         self._fd = _libc.inotify_init1(IN_NONBLOCK)
         if self._fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
-        if _libc.inotify_add_watch(self._fd, self.path, IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0:
+        if _libc.inotify_add_watch(self._fd, self.path, self.mask) < 0:
             os.close(self._fd)
             raise OSError(ctypes.get_errno(), "inotify_add_watch %s" % self.path.decode())
         self._reader = threading.Thread(target=self._read_until_stopped, daemon=True)
@@ -69,6 +74,7 @@ class FileWatch:
             while offset < len(data):
                 _wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
                 self.events.append(mask)
+                self.named.append((mask, data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0").decode(errors="replace")))
                 offset += _EVENT.size + length
 
     @property

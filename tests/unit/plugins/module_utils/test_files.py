@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import errno
 import multiprocessing
 import os
 import stat
@@ -16,14 +15,19 @@ import time
 import pytest
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
+    Attributes,
     FileError,
     ensure_folder,
     locked,
+    read_snapshot,
     read_text,
+    resolve,
+    set_attributes,
     write_atomically,
 )
 
 pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root; make test runs as root")
 
 OLD = b'{"active": "", "workspaces": [{"name": "lab", "api_key": "cmdop_live_old"}]}\n'
 NEW = '{"active": "", "workspaces": [{"name": "équipe"}]}\n'.encode("utf-8")
@@ -83,44 +87,26 @@ def test_write_with_a_relative_path(tmp_path, monkeypatch):
     assert os.listdir(str(tmp_path)) == ["rel.json"]
 
 
-def test_move_gets_a_complete_private_temporary_file_beside_the_target(tmp_path):
+def test_the_file_is_replaced_by_a_new_one_renamed_into_place(tmp_path):
+    """A rename, not a rewrite: a reader holding the old file keeps the old bytes, and no temporary file is left."""
     target = tmp_path / "ssh_workspaces.json"
     target.write_bytes(OLD)
-    seen = []
-
-    def recording_move(src, dst):
-        with open(src, "rb") as handle:
-            seen.append((src, dst, handle.read(), _mode(src), target.read_bytes()))
-        os.replace(src, dst)
-
-    write_atomically(str(target), NEW, move=recording_move)
-    assert len(seen) == 1
-    src, dst, data, mode, target_then = seen[0]
-    assert os.path.dirname(src) == str(tmp_path), "same folder, so the move is an atomic rename"
-    assert os.path.basename(src).startswith(".ssh_workspaces.json.")
-    assert dst == str(target)
-    assert data == NEW, "all the data is in the temporary file before the move"
-    assert mode == 0o600, "the secret is never readable by others, not even briefly"
-    assert target_then == OLD, "the target is untouched until the move"
+    with open(str(target), "rb") as reader:
+        before = os.fstat(reader.fileno()).st_ino
+        written = write_atomically(str(target), NEW)
+        assert reader.read() == OLD
     assert target.read_bytes() == NEW
+    assert os.stat(str(target)).st_ino == written.st_ino != before
     assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EACCES, "Permission denied"), Exception("Could not replace file")],
-    ids=["enospc", "eacces", "ansible-atomic-move"],
-)
-def test_failed_move_leaves_the_target_and_no_temporary_file(tmp_path, failure):
+def test_a_failed_write_leaves_the_target_and_no_temporary_file(tmp_path, file_size_limit):
     target = tmp_path / "ssh_workspaces.json"
     target.write_bytes(OLD)
     os.chmod(str(target), 0o640)
-
-    def failing_move(src, dst):
-        raise failure
-
-    with pytest.raises(FileError) as info:
-        write_atomically(str(target), NEW, move=failing_move, mode=None)
+    with file_size_limit(8):
+        with pytest.raises(FileError) as info:
+            write_atomically(str(target), NEW, mode=None)
     assert str(target) in str(info.value)
     assert "left as it was" in str(info.value)
     assert target.read_bytes() == OLD
@@ -128,28 +114,33 @@ def test_failed_move_leaves_the_target_and_no_temporary_file(tmp_path, failure):
     assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
 
 
-def test_a_secret_file_is_never_wider_than_its_mode_not_even_before_the_move(tmp_path):
-    """atomic_move copies the old file's mode onto the new bytes: a 0644 token file is narrowed to 0600 first."""
+def test_a_failed_rename_leaves_the_target_and_no_temporary_file(tmp_path):
+    """The name is a folder: the rename fails (the file is never read as one either)."""
+    target = tmp_path / "ssh_workspaces.json"
+    target.mkdir()
+    (target / "inside").write_bytes(b"kept")
+    with pytest.raises(FileError) as info:
+        write_atomically(str(target), NEW)
+    assert "Is a directory" in str(info.value)
+    assert (target / "inside").read_bytes() == b"kept"
+    assert os.listdir(str(tmp_path)) == ["ssh_workspaces.json"]
+
+
+def test_a_secret_file_is_never_wider_than_its_mode_not_even_before_the_rename(tmp_path):
+    """The mode is set on the temporary file, before the rename: a 0644 token file's new bytes are 0600 from the start."""
     target = tmp_path / "token_prod.json"
     target.write_bytes(OLD)
     os.chmod(str(target), 0o644)
-    seen = []
-
-    def move_like_atomic_move(src, dst):
-        os.chmod(src, stat.S_IMODE(os.stat(dst).st_mode))
-        seen.append(_mode(src))
-        os.replace(src, dst)
-
-    write_atomically(str(target), NEW, move=move_like_atomic_move, mode=0o600)
-    assert seen == [0o600] and _mode(target) == 0o600
+    written = write_atomically(str(target), NEW, mode=0o600)
+    assert stat.S_IMODE(written.st_mode) == 0o600 and _mode(target) == 0o600
+    write_atomically(str(target), OLD, mode=None)
+    assert _mode(target) == 0o600  # None keeps the old file's mode
 
 
-def test_failed_move_of_a_new_file_creates_nothing(tmp_path):
-    def failing_move(src, dst):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    with pytest.raises(FileError):
-        write_atomically(str(tmp_path / "new.json"), NEW, move=failing_move)
+def test_a_failed_write_of_a_new_file_creates_nothing(tmp_path, file_size_limit):
+    with file_size_limit(8):
+        with pytest.raises(FileError):
+            write_atomically(str(tmp_path / "new.json"), NEW)
     assert os.listdir(str(tmp_path)) == []
 
 
@@ -319,22 +310,6 @@ def test_without_create_an_existing_lock_is_still_taken(tmp_path):
         assert _open_fds_to(tmp_path / ".ssh_workspaces.json.lock") == [os.O_RDWR]
 
 
-def test_mode_is_set_after_the_move_whatever_the_move_gives(tmp_path):
-    """AnsibleModule.atomic_move copies the old file's mode onto the new one; the mode asked for wins."""
-    target = tmp_path / "token_prod.json"
-    target.write_bytes(OLD)
-    os.chmod(str(target), 0o644)
-
-    def move_like_atomic_move(src, dst):
-        os.chmod(src, stat.S_IMODE(os.stat(dst).st_mode))
-        os.replace(src, dst)
-
-    write_atomically(str(target), NEW, move=move_like_atomic_move, mode=0o600)
-    assert _mode(target) == 0o600
-    write_atomically(str(target), OLD, move=move_like_atomic_move, mode=None)
-    assert _mode(target) == 0o600  # None keeps what the move gave
-
-
 def test_lock_in_a_missing_folder_is_a_file_error(tmp_path):
     with pytest.raises(FileError):
         with locked(str(tmp_path / "missing" / "f.json"), 0.1):
@@ -414,3 +389,89 @@ def test_read_text_of_a_folder_is_a_file_error(tmp_path):
     with pytest.raises(FileError) as info:
         read_text(str(tmp_path))
     assert str(tmp_path) in str(info.value)
+
+
+def test_read_text_of_a_fifo_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    os.mkfifo(str(path))
+    with pytest.raises(FileError) as info:
+        read_text(str(path))
+    assert "it is a FIFO, not a regular file" in str(info.value)
+
+
+# ---------------------------------------------------------------- resolve
+
+
+def test_a_failed_run_removes_the_folders_it_made_and_their_lock(tmp_path):
+    path = tmp_path / "a" / "b" / "ssh_workspaces.json"
+    with resolve(str(path), create=True) as place:
+        assert stat.S_IMODE(os.stat(str(tmp_path / "a")).st_mode) == 0o700
+        with locked(place, 1):
+            pass
+        place.discard_created()
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_link_of_the_runs_user_is_followed_through_folders_and_files(tmp_path):
+    real = tmp_path / "dotfiles" / "cmdop" / "real.json"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(OLD)
+    (tmp_path / "cmdop").symlink_to("dotfiles/cmdop")
+    (tmp_path / "dotfiles" / "cmdop" / "ssh_workspaces.json").symlink_to("real.json")
+    with resolve(str(tmp_path / "cmdop" / "ssh_workspaces.json")) as place:
+        assert place.real == str(real)
+        assert read_text(place) == OLD.decode()
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("what", ["file", "folder", "dangling"])
+def test_another_users_link_to_what_is_not_theirs_is_refused(tmp_path, what):
+    """As root: a link of uid 4321 to root's file, folder, or a name in root's folder, is never followed."""
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    (roots / "ssh_workspaces.json").write_bytes(OLD)
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(str(home), 4321, 4321)
+    link = home / ("cmdop" if what == "folder" else "ssh_workspaces.json")
+    link.symlink_to(roots if what == "folder" else roots / ("new.json" if what == "dangling" else "ssh_workspaces.json"))
+    os.lchown(str(link), 4321, 4321)
+    with pytest.raises(FileError) as info:
+        read_snapshot(str(home / ("cmdop/ssh_workspaces.json" if what == "folder" else "ssh_workspaces.json")))
+    assert "%s is a symlink of 4321's" % link in str(info.value)
+    assert sorted(os.listdir(str(roots))) == ["ssh_workspaces.json"] and (roots / "ssh_workspaces.json").read_bytes() == OLD
+
+
+@ROOT_ONLY
+def test_root_leaves_a_file_that_is_not_the_folder_owners_alone(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(str(home), 4321, 4321)
+    path = home / "ssh_workspaces.json"
+    path.write_bytes(OLD)  # root's file in 4321's folder
+    with pytest.raises(FileError) as info:
+        write_atomically(str(path), NEW)
+    assert "locks, creates and changes nothing there" in str(info.value)
+    assert os.listdir(str(home)) == ["ssh_workspaces.json"] and path.read_bytes() == OLD
+
+
+@ROOT_ONLY
+def test_attributes_are_set_on_the_open_file(tmp_path):
+    path = tmp_path / "ssh_workspaces.json"
+    path.write_bytes(OLD)
+    with resolve(str(path)) as place:
+        seen = read_snapshot(place)[1]
+        assert set_attributes(place, Attributes(4321, 4322, 0o640), seen) is True
+        assert set_attributes(place, Attributes(4321, 4322, 0o640), read_snapshot(place)[1]) is False
+    status = os.stat(str(path))
+    assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (4321, 4322, 0o640)
+
+
+def test_a_link_into_a_missing_folder_is_an_error_even_for_reading(tmp_path):
+    """Check mode reads without creating: it must fail where the real run (which would not make the folder) fails."""
+    (tmp_path / "ssh_workspaces.json").symlink_to(tmp_path / "gone" / "real.json")
+    for attempt in (lambda: read_text(str(tmp_path / "ssh_workspaces.json")), lambda: resolve(str(tmp_path / "ssh_workspaces.json"), create=True)):
+        with pytest.raises(FileError) as info:
+            attempt()
+        assert "whose folder does not exist" in str(info.value)
+    assert sorted(os.listdir(str(tmp_path))) == ["ssh_workspaces.json"]

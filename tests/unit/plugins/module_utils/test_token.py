@@ -312,15 +312,11 @@ def test_a_failed_grant_leaves_the_file_as_it_was(tmp_path):
     assert path.read_bytes() == data
 
 
-def test_a_failed_write_keeps_the_old_token(tmp_path):
+def test_a_failed_write_keeps_the_old_token(tmp_path, file_size_limit):
     path = _write(tmp_path / "token_prod.json", {"access_token": ACCESS, "refresh_token": REFRESH})
     data = path.read_bytes()
-
-    def failing_move(src, dst):
-        raise OSError(28, "No space left on device")
-
-    with pytest.raises(FileError):
-        TokenStore(str(path), move=failing_move).refresh(ACCESS, lambda current: _answer("1"))
+    with file_size_limit(len(data) // 2), pytest.raises(FileError):
+        TokenStore(str(path)).refresh(ACCESS, lambda current: _answer("1"))
     assert path.read_bytes() == data
     assert sorted(os.listdir(tmp_path)) == [".token_prod.json.lock", "token_prod.json"]
 
