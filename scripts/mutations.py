@@ -78,6 +78,18 @@ MUTATIONS = [
     Mutation("page-bounds", "machine pages checked against their count", "plugins/module_utils/_client.py",
              "        if pages != max(1, -(-count // size)) and not (count == 0 and pages == 0):", "        if False:",
              "tests/e2e/reliability/test_server_faults.py::test_a_server_fault[pages-forever]"),
+    Mutation("relay-host", "the CLI's relay host grpc.cmdop.com counts as prod's", "plugins/module_utils/_modes.py",
+             '"prod": ("api.cmdop.com", "grpc.cmdop.com"),', '"prod": ("api.cmdop.com",),',
+             "tests/e2e/test_cmdop_client.py::test_a_left_fleet_written_as_a_grpc_address_is_marked_inactive"),
+    Mutation("mode-by-host", "an entry's mode decided by the host its server names, not by its text", "plugins/module_utils/_modes.py",
+             'return host.rstrip(".") or text.lower()', "return text.lower()",
+             "tests/unit/plugins/module_utils/test_modes.py::test_every_spelling_of_a_known_host_gives_its_mode"),
+    Mutation("dev-server-no-scheme", "a new dev entry's server is dev_server (a host:port), never a URL", "plugins/module_utils/_modes.py",
+             'return "" if mode == "prod" else dev_server', 'return "" if mode == "prod" else MODE_URLS[mode]',
+             "tests/e2e/test_cmdop_client.py::test_a_new_dev_entry_has_no_scheme"),
+    Mutation("dev-server-kept", "an older dev entry's server is rewritten only when the user asks", "plugins/module_utils/_reconcile.py",
+             'rewrite = rewrite_dev_server and mode == "dev"', 'rewrite = mode == "dev"',
+             "tests/e2e/test_cmdop_client.py::test_an_older_dev_entry_stays_devs_and_is_rewritten_only_on_request"),
 ]
 
 

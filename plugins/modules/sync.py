@@ -18,9 +18,11 @@ description:
     an empty C(api_key) under a new local name."
   - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values,
     entries of the other mode, and keys this module does not know (at the top level and in entries)."
-  - "Which entries belong to a mode: an entry whose C(server) is empty or V(https://api.cmdop.com) is prod's; one whose
-    C(server) is V(https://dev.cmdop.com) is dev's. Any other C(server) is a local override: it is updated (and reactivated)
-    when the server lists its C(remote_id), and never deactivated. O(api_url) does not change which entries are in scope."
+  - "Which entries belong to a mode is decided by the host C(server) names, in any form (a URL with or without a scheme or
+    path, a gRPC C(host:port)): an empty or absent C(server), C(api.cmdop.com) and C(grpc.cmdop.com) are prod's;
+    C(dev.cmdop.com), C(api-dev.cmdop.com) and the host of O(dev_server) are dev's. Any other C(server) is a local override:
+    it is updated (and reactivated) when the server lists its C(remote_id), and never deactivated. O(api_url) does not change
+    which entries are in scope."
   - "A new fleet's local name is the server's C(slug) (or its name) in lower case with every run of characters other than
     letters, digits, C(.), C(_) and C(-) turned into C(-), at most 63 characters. If a local entry already has that name,
     C(-) and the first 8 characters of the fleet's id are appended (V(team-a-7f0c8f5e)), then C(-2), C(-3)... if needed.
@@ -112,6 +114,23 @@ options:
       - This module's O(mode) is the CMDOP mode, so the file's permissions go here.
       - By default a new file gets V(0600) and an existing file keeps its permissions.
     type: raw
+  dev_server:
+    description:
+      - The C(server) value of an entry this module adds in O(mode=dev) (prod entries get an empty C(server), as C(cmdop) writes them).
+      - CMDOP has not published what its CLI writes there. The field is a gRPC address the CLI may dial, so this is a
+        C(host:port), never a URL with a scheme; if your CLI writes another value for dev entries, give it here. Its host
+        also counts as dev's when entries are matched to a mode.
+    type: str
+    default: dev.cmdop.com:443
+    version_added: 0.2.0
+  rewrite_dev_server:
+    description:
+      - With O(mode=dev), set the C(server) of dev entries that hold a URL with a scheme (V(https://dev.cmdop.com), what
+        release 0.1.0 wrote) to O(dev_server); they are reported in RV(updated) with the field C(server).
+      - By default such entries keep their C(server) (they still count as dev's): C(server) is local config.
+    type: bool
+    default: false
+    version_added: 0.2.0
   mode:
     description:
       - The CMDOP server the fleets come from, as C(cmdop) (V(prod)) or C(cmdop --dev) (V(dev)) uses it.
@@ -244,7 +263,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
     real_path,
     write_atomically,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_DEV_SERVER, DEFAULT_FLEET_FILE, check_dev_server
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import DEFAULT_MAX_AGE, LAST_SYNCED_MAX_AGE, LAST_SYNCED_POLICIES, reconcile
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import validate_server_fleets
 
@@ -293,6 +312,10 @@ def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     if module.params["last_synced_max_age"] < 0:
         module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
+    try:
+        dev_server = check_dev_server(module.params["dev_server"])
+    except ValueError as exc:
+        module.fail_json(msg="sync: %s" % exc, **result)
     fleets = fetch_fleets(module, result, file_secrets(path))
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)
@@ -313,7 +336,8 @@ def sync(module: AnsibleModule, result: dict) -> None:
         for _attempt in range(REREADS):
             before_text, seen = read_snapshot(target)
             document = _fleet_file.parse(before_text, path)
-            outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
+            outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"],
+                                dev_server=dev_server, rewrite_dev_server=module.params["rewrite_dev_server"])
             changed = outcome.changed or before_text is None
             if not changed or check_mode:
                 break
@@ -356,6 +380,8 @@ def main() -> None:
         backup=dict(type="bool", default=False),
         lock_timeout=dict(type="float", default=30.0),
         file_mode=dict(type="raw"),
+        dev_server=dict(type="str", default=DEFAULT_DEV_SERVER),
+        rewrite_dev_server=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, add_file_common_args=True)
     check_libraries(module, http=module.params["fleets"] is None)

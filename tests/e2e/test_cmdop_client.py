@@ -1,0 +1,135 @@
+"""Living beside the real CMDOP client, end to end (ansible-playbook over SSH, the emulator on 127.0.0.1).
+
+The CLI writes ``server`` as a gRPC address (``grpc.cmdop.com:443``), its daemon rotates the token pair in the token
+file without knowing this collection's lock, and API keys come with any prefix. The fleet file the CLI leaves is
+``tests/emulator/fleet-files/cli-written.json`` (its fleet ids are the demo seed's)."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from cmdop_helpers import (
+    ALICE,
+    FLEET_FILE,
+    LAB,
+    STAGING,
+    TEAM_A,
+    entry,
+    login,
+    read_fleets,
+    sync_play,
+    write_as,
+)
+
+CLI_WRITTEN = Path(__file__).resolve().parents[1] / "emulator" / "fleet-files" / "cli-written.json"
+DEV_TOKEN_FILE = ".cmdop/token_dev.json"
+
+
+def cli_written() -> dict:
+    return json.loads(CLI_WRITTEN.read_text(encoding="utf-8"))
+
+
+def login_dev(emulator: t.Any, targets: t.Any, host: str, user: str) -> dict:
+    """A dev token file, as `cmdop --dev login` leaves it."""
+    token = emulator.admin("POST", "tokens", {"user": user, "expires_in": 3600})
+    token["expires_at"] = time.time() + 3600
+    write_as(targets, host, DEV_TOKEN_FILE, json.dumps(token))
+    return token
+
+
+def unchanged_but_stamp(before: dict, after: dict) -> bool:
+    """``after`` is ``before`` but for a newer ``last_synced_at``."""
+    return {key: value for key, value in after.items() if key != "last_synced_at"} == \
+        {key: value for key, value in before.items() if key != "last_synced_at"}
+
+
+# ---- an entry's mode is decided by host -------------------------------------------------------------------------
+
+
+@pytest.mark.case("CMDOP client", "a prod fleet the user left, whose entry the CLI wrote with server grpc.cmdop.com:443",
+                  "a prod sync marks it inactive (its key kept); the dev entry (dev.cmdop.com:443) and the on-prem override are untouched")
+def test_a_left_fleet_written_as_a_grpc_address_is_marked_inactive(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    original = cli_written()
+    write_as(targets, "t1", FLEET_FILE, json.dumps(original, indent=2))
+    emulator.admin("DELETE", "members", {"fleet": STAGING, "user": ALICE})
+
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    out = result.task("sync", "t1")
+    assert out["deactivated"] == [{"name": "staging", "remote_id": STAGING, "fields": ["inactive"]}]
+    assert out["added"] == [], "a fleet the CLI's grpc.cmdop.com:443 entry knows is not added again"
+    document = read_fleets(targets, "t1")
+    before = {item["name"]: item for item in original["workspaces"]}
+    staging = entry(document, "staging")
+    assert staging["inactive"] is True
+    assert staging["api_key"] == before["staging"]["api_key"] and staging["server"] == "grpc.cmdop.com:443"
+    assert unchanged_but_stamp(before["team-a"], entry(document, "team-a"))
+    assert entry(document, "lab")["remote_id"] == LAB and "server" not in entry(document, "lab")
+    assert entry(document, "dev-team-a") == before["dev-team-a"]
+    assert entry(document, "on-prem") == before["on-prem"]
+    assert sorted(item["name"] for item in out["unchanged"]) == ["lab", "team-a"]
+
+
+# ---- what a dev entry's server holds ------------------------------------------------------------------------------
+
+
+@pytest.mark.case("CMDOP client", "a dev sync adding fleets, with the default and with dev_server set through the role",
+                  "each new dev entry's server is a host:port without a scheme (dev.cmdop.com:443, or dev_server's value)")
+def test_a_new_dev_entry_has_no_scheme(emulator, targets, inventory, run_playbook, api):
+    for host in ("t1", "t2"):
+        login_dev(emulator, targets, host, ALICE)
+    assert run_playbook(sync_play(dict(api, mode="dev"), hosts="t1"), inventory).rc == 0
+    role = [{"hosts": "t2", "gather_facts": False, "roles": [{"role": "cmdop.fleet.fleet_sync", "vars": {
+        "fleet_sync_mode": "dev", "fleet_sync_api_url": api["api_url"], "fleet_sync_dev_server": "grpc-dev.example.net:443"}}]}]
+    result = run_playbook(role, inventory)
+    assert result.rc == 0, result.describe()
+    for host, server in (("t1", "dev.cmdop.com:443"), ("t2", "grpc-dev.example.net:443")):
+        added = read_fleets(targets, host)["workspaces"]
+        assert sorted(item["remote_id"] for item in added) == sorted([TEAM_A, LAB, STAGING])
+        assert {item["server"] for item in added} == {server}, host
+    # the role's dev_server host counts as dev's: a second dev sync through it adds nothing again
+    again = run_playbook(role, inventory)
+    assert again.rc == 0 and again.stats["t2"]["changed"] == 0, again.describe()
+
+
+def test_a_dev_server_with_a_scheme_is_refused(emulator, targets, inventory, run_playbook, api):
+    login_dev(emulator, targets, "t1", ALICE)
+    result = run_playbook(sync_play(dict(api, mode="dev", dev_server="https://dev.cmdop.com"), hosts="t1"), inventory)
+    assert result.rc != 0
+    assert "dev_server 'https://dev.cmdop.com' is a URL with a scheme" in result.task("sync", "t1")["msg"]
+    assert not (targets.home("t1") / FLEET_FILE).exists()
+
+
+@pytest.mark.case("CMDOP client", "a dev entry an older release wrote with server https://dev.cmdop.com",
+                  "still dev's: a dev sync updates and deactivates it, never rewrites its server; rewrite_dev_server: true does, once")
+def test_an_older_dev_entry_stays_devs_and_is_rewritten_only_on_request(emulator, targets, inventory, run_playbook, api):
+    login_dev(emulator, targets, "t1", ALICE)
+    old = {"name": "team-a", "api_key": "", "server": "https://dev.cmdop.com", "remote_id": TEAM_A, "remote_name": "Old name"}
+    gone = {"name": "gone", "api_key": "", "server": "https://dev.cmdop.com/", "remote_id": "0b1c2d3e-0000-4000-8000-000000000001",
+            "remote_name": "Gone"}
+    write_as(targets, "t1", FLEET_FILE, json.dumps({"active": "", "workspaces": [old, gone]}))
+
+    result = run_playbook(sync_play(dict(api, mode="dev"), hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    out = result.task("sync", "t1")
+    assert out["updated"] == [{"name": "team-a", "remote_id": TEAM_A, "fields": ["remote_name"]}]
+    assert [item["name"] for item in out["deactivated"]] == ["gone"]
+    assert sorted(item["name"] for item in out["added"]) == ["lab", "staging"], "Team A's old entry is dev's: not added again"
+    document = read_fleets(targets, "t1")
+    assert entry(document, "team-a")["server"] == "https://dev.cmdop.com"
+    assert entry(document, "gone")["server"] == "https://dev.cmdop.com/"
+
+    rewrite = run_playbook(sync_play(dict(api, mode="dev", rewrite_dev_server=True), hosts="t1"), inventory)
+    assert rewrite.rc == 0, rewrite.describe()
+    out = rewrite.task("sync", "t1")
+    assert out["updated"] == [{"name": "team-a", "remote_id": TEAM_A, "fields": ["server"]},
+                              {"name": "gone", "remote_id": gone["remote_id"], "fields": ["server"]}]
+    assert {item["server"] for item in read_fleets(targets, "t1")["workspaces"]} == {"dev.cmdop.com:443"}
+    again = run_playbook(sync_play(dict(api, mode="dev", rewrite_dev_server=True), hosts="t1"), inventory)
+    assert again.stats["t1"]["changed"] == 0, again.describe()
