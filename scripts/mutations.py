@@ -90,6 +90,15 @@ MUTATIONS = [
     Mutation("dev-server-kept", "an older dev entry's server is rewritten only when the user asks", "plugins/module_utils/_reconcile.py",
              'rewrite = rewrite_dev_server and mode == "dev"', 'rewrite = mode == "dev"',
              "tests/e2e/test_cmdop_client.py::test_an_older_dev_entry_stays_devs_and_is_rewritten_only_on_request"),
+    Mutation("daemon-reread", "after a refused refresh, the token file read again for a pair the daemon rotated", "plugins/module_utils/_token.py",
+             '                rotated = self._rotated_since(current["access_token"])', "                rotated = None",
+             "tests/e2e/test_cmdop_client.py::test_a_token_the_daemon_rotated_meanwhile_is_used"),
+    Mutation("daemon-reread-changed", "only a changed access token replaces a refused refresh", "plugins/module_utils/_token.py",
+             'if token is None or token["access_token"] == access_token:', "if token is None:",
+             "tests/e2e/test_cmdop_client.py::test_a_refused_refresh_with_an_unchanged_file_says_log_in_again"),
+    Mutation("refresh-leeway", "the refresh leeway (30 s) well below the daemon's 5 minutes", "plugins/module_utils/_token.py",
+             "EXPIRY_LEEWAY = 30.0", "EXPIRY_LEEWAY = 300.0",
+             "tests/e2e/test_cmdop_client.py::test_a_token_the_daemon_is_about_to_refresh_is_left_to_it"),
 ]
 
 

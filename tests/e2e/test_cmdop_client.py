@@ -16,6 +16,7 @@ import pytest
 from cmdop_helpers import (
     ALICE,
     FLEET_FILE,
+    TOKEN_FILE,
     LAB,
     STAGING,
     TEAM_A,
@@ -133,3 +134,63 @@ def test_an_older_dev_entry_stays_devs_and_is_rewritten_only_on_request(emulator
     assert {item["server"] for item in read_fleets(targets, "t1")["workspaces"]} == {"dev.cmdop.com:443"}
     again = run_playbook(sync_play(dict(api, mode="dev", rewrite_dev_server=True), hosts="t1"), inventory)
     assert again.stats["t1"]["changed"] == 0, again.describe()
+
+
+# ---- living with the daemon ---------------------------------------------------------------------------------------
+
+
+def arm_daemon(emulator: t.Any, targets: t.Any, host: str, write: bool) -> None:
+    emulator.admin("POST", "daemon", {"token_file": str(targets.home(host) / TOKEN_FILE), "write": write})
+
+
+@pytest.mark.case("CMDOP client", "CMDOP's daemon rotating the token pair in the token file between a run's read and its refresh",
+                  "the refused refresh (invalid_grant) is followed by a read of the file under the lock: the sync succeeds with the daemon's token and leaves the file as the daemon wrote it")
+def test_a_token_the_daemon_rotated_meanwhile_is_used(emulator, targets, inventory, run_playbook, api):
+    original = login(emulator, targets, "t1", ALICE)
+    emulator.admin("POST", "tokens/expire", {"access_token": original["access_token"]})  # the server refuses it: a refresh is due
+    arm_daemon(emulator, targets, "t1", write=True)
+
+    result = run_playbook(sync_play(api, hosts="t1"), inventory, verbosity=3)
+    assert result.rc == 0, result.describe()
+    out = result.task("sync", "t1")
+    assert out["token_refreshed"] is False, "the daemon refreshed it, not this run"
+    assert sorted(item["remote_id"] for item in out["added"]) == sorted([TEAM_A, LAB, STAGING])
+    daemon = emulator.admin("GET", "daemon")
+    assert daemon["armed"] is None and daemon["rotations"] == [{"status": 200, "written": True}]
+    token_file = json.loads((targets.home("t1") / TOKEN_FILE).read_text(encoding="utf-8"))
+    assert token_file["access_token"] != original["access_token"]
+    # the run's own refresh was refused; the fleet list, refused with the expired token, then answered with the daemon's
+    calls = [(item["path"], item["status"]) for item in emulator.admin("GET", "requests")]
+    assert calls == [("/api/workspaces/workspaces/", 401), ("/api/system/oauth/token/", 400), ("/api/workspaces/workspaces/", 200)]
+    for secret in (token_file["access_token"], token_file["refresh_token"], original["refresh_token"]):
+        assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.case("CMDOP client", "a refused refresh (invalid_grant) while the token file still holds the pair this run read",
+                  "the sync fails with unauthorized and 'log in again'; the fleet file and the token file are left as they were")
+def test_a_refused_refresh_with_an_unchanged_file_says_log_in_again(emulator, targets, inventory, run_playbook, api):
+    original = login(emulator, targets, "t1", ALICE)
+    write_as(targets, "t1", FLEET_FILE, json.dumps(cli_written(), indent=2))
+    before = {path: (targets.home("t1") / path).read_bytes() for path in (TOKEN_FILE, FLEET_FILE)}
+    emulator.admin("POST", "tokens/expire", {"access_token": original["access_token"]})
+    arm_daemon(emulator, targets, "t1", write=False)  # a daemon that spends the refresh token and dies before writing
+
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.rc != 0
+    message = result.task("sync", "t1")["msg"]
+    assert message.startswith("sync: unauthorized: the server refused to refresh the token (invalid_grant"), message
+    assert message.endswith("log in again with cmdop login (or give a fresh token)"), message
+    assert emulator.admin("GET", "daemon")["rotations"] == [{"status": 200, "written": False}]
+    assert {path: (targets.home("t1") / path).read_bytes() for path in before} == before
+
+
+@pytest.mark.case("CMDOP client", "a token 4 minutes from expiry (the daemon refreshes at about 5)",
+                  "used as it is: the run leaves the refresh to the daemon (its leeway is 30 s), no refresh request, token file unchanged")
+def test_a_token_the_daemon_is_about_to_refresh_is_left_to_it(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE, expires_in=240)
+    before = (targets.home("t1") / TOKEN_FILE).read_bytes()
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    assert result.task("sync", "t1")["token_refreshed"] is False
+    assert [item["path"] for item in emulator.admin("GET", "requests")] == ["/api/workspaces/workspaces/"]
+    assert (targets.home("t1") / TOKEN_FILE).read_bytes() == before
