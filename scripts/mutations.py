@@ -99,6 +99,12 @@ MUTATIONS = [
     Mutation("refresh-leeway", "the refresh leeway (30 s) well below the daemon's 5 minutes", "plugins/module_utils/_token.py",
              "EXPIRY_LEEWAY = 30.0", "EXPIRY_LEEWAY = 300.0",
              "tests/e2e/test_cmdop_client.py::test_a_token_the_daemon_is_about_to_refresh_is_left_to_it"),
+    Mutation("readable-file-warning", "a warning for a fleet file holding API keys that others may read", "plugins/modules/sync.py",
+             "    if mode & 0o077:\n        module.warn(", "    if False:\n        module.warn(",
+             "tests/e2e/test_cmdop_client.py::test_a_readable_file_holding_api_keys_is_warned_about_and_kept"),
+    Mutation("private-backup", "a backup of a file holding API keys never more readable than 0600", "plugins/modules/sync.py",
+             "        os.chmod(copy, stat.S_IMODE(os.stat(copy).st_mode) & 0o600)", "        pass",
+             "tests/e2e/test_cmdop_client.py::test_a_readable_file_holding_api_keys_is_warned_about_and_kept"),
 ]
 
 

@@ -112,7 +112,10 @@ options:
     description:
       - The permissions of the fleet file, as O(ansible.builtin.file#module:mode) takes them.
       - This module's O(mode) is the CMDOP mode, so the file's permissions go here.
-      - By default a new file gets V(0600) and an existing file keeps its permissions.
+      - By default a new file gets V(0600) and an existing file keeps its permissions (ansible-core's own rule). CMDOP
+        documents the file as C(0600): an existing file that holds API keys and that group or others may read gets a
+        warning naming its mode, and is changed only when this option says so (V('0600')).
+      - A backup (O(backup=true)) of a file that holds API keys is never more readable than C(0600).
     type: raw
   dev_server:
     description:
@@ -234,6 +237,7 @@ token_refreshed:
 import contextlib
 import datetime
 import os
+import stat
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
@@ -308,6 +312,25 @@ def file_attributes(module: AnsibleModule, path: str, created: bool) -> dict:
     return module.load_file_common_arguments(params, path=path)
 
 
+def warn_if_readable(module: AnsibleModule, path: str, target: str, document: dict) -> None:
+    """Warn when the file holds API keys and group or others may read it, unless file_mode says what its mode is to be."""
+    if module.params["file_mode"] is not None or not _fleet_file.secrets(document) or not os.path.exists(target):
+        return
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    if mode & 0o077:
+        module.warn("%s holds API keys and group or others may read it (mode %04o); CMDOP documents mode 0600. Nothing was "
+                    "changed: set file_mode: '0600' (role: fleet_sync_file_mode) to narrow it" % (path, mode))
+
+
+def backup(module: AnsibleModule, target: str, document: dict) -> str:
+    """A backup of the file; one that holds API keys is narrowed to at most 0600 (the copy has the file's mode: while it
+    is copied it is no more readable than the file it copies, and afterwards never more than 0600)."""
+    copy = module.backup_local(target)
+    if _fleet_file.secrets(document):
+        os.chmod(copy, stat.S_IMODE(os.stat(copy).st_mode) & 0o600)
+    return copy
+
+
 def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     if module.params["last_synced_max_age"] < 0:
@@ -342,7 +365,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
             if not changed or check_mode:
                 break
             if module.params["backup"] and before_text is not None:
-                result["backup_file"] = module.backup_local(target)
+                result["backup_file"] = backup(module, target, document)
             new_mode = 0o600 if before_text is None and module.params["file_mode"] is None else None
             try:
                 # Our lock keeps this collection's runs apart; a writer that does not know it (cmdop login) may still
@@ -353,6 +376,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
                 continue
         else:
             raise FileError("%s was replaced by another writer each of the %d times this run read it; nothing was written" % (path, REREADS))
+        warn_if_readable(module, path, target, document)
         if os.path.exists(target):  # in check mode this only predicts
             changed = module.set_fs_attributes_if_different(file_attributes(module, target, before_text is None), changed)
 

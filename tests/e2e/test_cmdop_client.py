@@ -194,3 +194,41 @@ def test_a_token_the_daemon_is_about_to_refresh_is_left_to_it(emulator, targets,
     assert result.task("sync", "t1")["token_refreshed"] is False
     assert [item["path"] for item in emulator.admin("GET", "requests")] == ["/api/workspaces/workspaces/"]
     assert (targets.home("t1") / TOKEN_FILE).read_bytes() == before
+
+
+# ---- the fleet file's mode ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.case("CMDOP client", "a fleet file holding API keys with mode 0644, synced with backup: true",
+                  "a warning names the mode and file_mode; the file stays 0644, its backup is 0600; file_mode: '0600' narrows it, without a warning")
+def test_a_readable_file_holding_api_keys_is_warned_about_and_kept(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    path = write_as(targets, "t1", FLEET_FILE, json.dumps(cli_written(), indent=2), mode=0o644)
+    emulator.admin("PATCH", "fleets/" + TEAM_A, {"name": "Team A (renamed)"})  # so that the sync writes, and backs up
+
+    result = run_playbook(sync_play(dict(api, backup=True), hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    out = result.task("sync", "t1")
+    assert out["changed"] is True
+    warnings = [text for text in out.get("warnings", []) if "API keys" in text]
+    assert len(warnings) == 1 and "(mode 0644)" in warnings[0] and "file_mode: '0600'" in warnings[0], out.get("warnings")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(Path(out["backup_file"]).stat().st_mode & 0o777) == oct(0o600)
+    assert Path(out["backup_file"]).stat().st_uid == path.stat().st_uid
+
+    narrowed = run_playbook(sync_play(dict(api, file_mode="0600"), hosts="t1"), inventory)
+    assert narrowed.rc == 0, narrowed.describe()
+    assert not [text for text in narrowed.task("sync", "t1").get("warnings", []) if "API keys" in text]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_a_readable_file_without_api_keys_gets_no_warning(emulator, targets, inventory, run_playbook, api):
+    login(emulator, targets, "t1", ALICE)
+    document = cli_written()
+    for item in document["workspaces"]:
+        item["api_key"] = ""
+    path = write_as(targets, "t1", FLEET_FILE, json.dumps(document), mode=0o644)
+    result = run_playbook(sync_play(api, hosts="t1"), inventory)
+    assert result.rc == 0, result.describe()
+    assert not [text for text in result.task("sync", "t1").get("warnings", []) if "API keys" in text]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
