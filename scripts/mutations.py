@@ -105,6 +105,12 @@ MUTATIONS = [
     Mutation("private-backup", "a backup of a file holding API keys never more readable than 0600", "plugins/modules/sync.py",
              "        os.chmod(copy, stat.S_IMODE(os.stat(copy).st_mode) & 0o600)", "        pass",
              "tests/e2e/test_cmdop_client.py::test_a_readable_file_holding_api_keys_is_warned_about_and_kept"),
+    Mutation("opaque-remote-id", "a remote_id already in the file is an opaque string (only server ids are UUIDs)", "plugins/module_utils/_schemas.py",
+             '"remote_id": {"type": ["string", "null"]},', '"remote_id": {"type": ["string", "null"], "pattern": "^[0-9a-f-]{36}$"},',
+             "tests/e2e/test_cmdop_client.py::test_keys_of_any_prefix_and_opaque_ids_work_through_inventory_and_sync"),
+    Mutation("no-key-prefix", "no API key judged by its prefix", "plugins/module_utils/_inventory.py",
+             '        if entry.get("api_key"):', '        if entry.get("api_key", "").startswith("cmdop_"):',
+             "tests/e2e/test_cmdop_client.py::test_keys_of_any_prefix_and_opaque_ids_work_through_inventory_and_sync"),
 ]
 
 

@@ -232,3 +232,47 @@ def test_a_readable_file_without_api_keys_gets_no_warning(emulator, targets, inv
     assert result.rc == 0, result.describe()
     assert not [text for text in result.task("sync", "t1").get("warnings", []) if "API keys" in text]
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+# ---- opaque local values ------------------------------------------------------------------------------------------
+
+
+KEYS_BY_FLEET = {name: item["api_key"] for name, item in ((item["name"], item) for item in cli_written()["workspaces"]) if item["api_key"]}
+
+
+@pytest.mark.case("CMDOP client", "API keys of every published prefix (cmd_, ck_live_, cmdop_) and a remote_id that is no UUID (ws_on_prem_7)",
+                  "the inventory lists each key's fleet with that key, a sync keeps every key and id as it is; no key is shown")
+def test_keys_of_any_prefix_and_opaque_ids_work_through_inventory_and_sync(emulator, targets, inventory, run_playbook, run_inventory,
+                                                                           api, tmp_path):
+    assert sorted(key.split("_")[0] + "_" for key in KEYS_BY_FLEET.values()) == ["ck_", "cmd_", "cmdop_", "cmdop_"]
+    for name, fleet in (("team-a", TEAM_A), ("staging", STAGING), ("lab", LAB)):
+        emulator.admin("PATCH", "fleets/" + fleet, {"api_keys": [KEYS_BY_FLEET[name]]})
+    original = cli_written()
+
+    home = tmp_path / "controller-home"
+    (home / ".cmdop").mkdir(parents=True, mode=0o700)
+    (home / ".cmdop" / "ssh_workspaces.json").write_text(json.dumps(original), encoding="utf-8")
+    (home / ".cmdop" / "ssh_workspaces.json").chmod(0o600)
+    config = tmp_path / "fleets.cmdop.yml"
+    config.write_text("plugin: cmdop.fleet.cmdop\n", encoding="utf-8")
+    listed = run_inventory(["-i", str(config), "--list"], env={"HOME": str(home), "CMDOP_API_URL": emulator.url, "CMDOP_TOKEN": None,
+                                                               "CMDOP_API_KEY": None, "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"})
+    assert listed.rc == 0, listed.describe()
+    groups = json.loads(listed.stdout)
+    seed = json.loads((Path(__file__).resolve().parents[1] / "emulator" / "seed-demo.json").read_text(encoding="utf-8"))
+    for name, fleet in (("team_a", TEAM_A), ("staging", STAGING), ("lab", LAB)):
+        hosts = groups["fleet_%s" % name]["hosts"]
+        assert len(hosts) == len([machine for machine in seed["machines"] if machine["workspace"] == fleet]), (name, groups)
+    kinds = {item["credential_kind"] for item in emulator.admin("GET", "requests") if item["path"].startswith("/api/machines/")}
+    assert kinds == {"api_key"}
+
+    login(emulator, targets, "t1", ALICE)
+    write_as(targets, "t1", FLEET_FILE, json.dumps(original, indent=2))
+    synced = run_playbook(sync_play(api, hosts="t1"), inventory, verbosity=3)
+    assert synced.rc == 0, synced.describe()
+    after = {item["name"]: item for item in read_fleets(targets, "t1")["workspaces"]}
+    for item in original["workspaces"]:
+        assert after[item["name"]]["api_key"] == item["api_key"] and after[item["name"]]["remote_id"] == item["remote_id"]
+    for key in KEYS_BY_FLEET.values():
+        for text in (listed.stdout, listed.stderr, synced.stdout, synced.stderr):
+            assert key not in text
