@@ -112,9 +112,9 @@ options:
     description:
       - The permissions of the fleet file, as O(ansible.builtin.file#module:mode) takes them.
       - This module's O(mode) is the CMDOP mode, so the file's permissions go here.
-      - By default a new file gets V(0600) and an existing file keeps its permissions (ansible-core's own rule). CMDOP
+      - "By default a new file gets V(0600) and an existing file keeps its permissions (ansible-core's own rule). CMDOP
         documents the file as C(0600): an existing file that holds API keys and that group or others may read gets a
-        warning naming its mode, and is changed only when this option says so (V('0600')).
+        warning naming its mode, and is changed only when this option says so (V('0600'))."
       - A backup (O(backup=true)) of a file that holds API keys is never more readable than C(0600).
     type: raw
   dev_server:
@@ -130,7 +130,7 @@ options:
     description:
       - With O(mode=dev), set the C(server) of dev entries that hold a URL with a scheme (V(https://dev.cmdop.com), what
         release 0.1.0 wrote) to O(dev_server); they are reported in RV(updated) with the field C(server).
-      - By default such entries keep their C(server) (they still count as dev's): C(server) is local config.
+      - By default such entries keep their C(server), which is local config; they still count as dev's.
     type: bool
     default: false
     version_added: 0.2.0

@@ -144,7 +144,8 @@ def arm_daemon(emulator: t.Any, targets: t.Any, host: str, write: bool) -> None:
 
 
 @pytest.mark.case("CMDOP client", "CMDOP's daemon rotating the token pair in the token file between a run's read and its refresh",
-                  "the refused refresh (invalid_grant) is followed by a read of the file under the lock: the sync succeeds with the daemon's token and leaves the file as the daemon wrote it")
+                  "the refused refresh (invalid_grant) is followed by a read of the file under the lock: "
+                  "the sync succeeds with the daemon's token and leaves the file as the daemon wrote it")
 def test_a_token_the_daemon_rotated_meanwhile_is_used(emulator, targets, inventory, run_playbook, api):
     original = login(emulator, targets, "t1", ALICE)
     emulator.admin("POST", "tokens/expire", {"access_token": original["access_token"]})  # the server refuses it: a refresh is due

@@ -724,7 +724,8 @@ def test_override_entry_is_updated_and_reactivated_when_listed(mode):
 
 
 @pytest.mark.parametrize("mode", ["prod", "dev"])
-@pytest.mark.parametrize("server", [OVERRIDE, "https://relay.example.net/", "http://localhost:8000", "grpc.internal:443", "https://api.cmdop.com.evil.example", "cmdop.com"])
+@pytest.mark.parametrize("server", [OVERRIDE, "https://relay.example.net/", "http://localhost:8000", "grpc.internal:443",
+                                    "https://api.cmdop.com.evil.example", "cmdop.com"])
 def test_override_entry_is_never_deactivated(mode, server):
     entry = synced_entry("lab", ID_A, "Lab", server=server)
     document = doc(entry)
