@@ -16,12 +16,14 @@ import pytest
 from cmdop_helpers import (
     ALICE,
     FLEET_FILE,
+    SEED_TEAM_A_KEY,
     TOKEN_FILE,
     LAB,
     STAGING,
     TEAM_A,
     entry,
     login,
+    plain,
     read_fleets,
     sync_play,
     write_as,
@@ -277,3 +279,34 @@ def test_keys_of_any_prefix_and_opaque_ids_work_through_inventory_and_sync(emula
     for key in KEYS_BY_FLEET.values():
         for text in (listed.stdout, listed.stderr, synced.stdout, synced.stderr):
             assert key not in text
+
+
+# ---- supported targets --------------------------------------------------------------------------------------------
+
+
+def readme_windows_example() -> str:
+    """The inventory source README's "Supported targets" shows for Windows machines."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Supported targets", 1)[1].split("\n## ", 1)[0]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_sets_windows_machines_connection_from_cmdop_os(emulator, run_inventory, tmp_path):
+    windows = emulator.admin("POST", "machines", {"workspace": TEAM_A, "name": "win-1", "hostname": "win-1.example.net", "os": "windows",
+                                                  "username": "Administrator", "local_ips": ["10.0.0.9"], "is_online": True})
+    home = tmp_path / "controller-home"
+    (home / ".cmdop").mkdir(parents=True, mode=0o700)
+    team_a = dict(next(item for item in cli_written()["workspaces"] if item["name"] == "team-a"), api_key=SEED_TEAM_A_KEY, server="")
+    (home / ".cmdop" / "ssh_workspaces.json").write_text(json.dumps({"active": "", "workspaces": [team_a]}), encoding="utf-8")
+    config = tmp_path / "fleets.cmdop.yml"
+    config.write_text(readme_windows_example(), encoding="utf-8")
+    listed = run_inventory(["-i", str(config), "--list"], env={"HOME": str(home), "CMDOP_API_URL": emulator.url, "CMDOP_TOKEN": None,
+                                                               "CMDOP_API_KEY": None, "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"})
+    assert listed.rc == 0, listed.describe()
+    inventory = plain(json.loads(listed.stdout))
+    hostvars = inventory["_meta"]["hostvars"]
+    assert inventory["os_windows"]["hosts"] == ["win-1"]
+    assert hostvars["win-1"]["ansible_shell_type"] == "powershell" and hostvars["win-1"]["ansible_user"] == "Administrator"
+    linux = [name for name in inventory["os_linux"]["hosts"]]
+    assert linux and all(hostvars[name]["ansible_shell_type"] == "sh" for name in linux)
+    assert windows["id"] == hostvars["win-1"]["cmdop_id"]
