@@ -307,6 +307,6 @@ def test_the_readme_example_sets_windows_machines_connection_from_cmdop_os(emula
     hostvars = inventory["_meta"]["hostvars"]
     assert inventory["os_windows"]["hosts"] == ["win-1"]
     assert hostvars["win-1"]["ansible_shell_type"] == "powershell" and hostvars["win-1"]["ansible_user"] == "Administrator"
-    linux = [name for name in inventory["os_linux"]["hosts"]]
+    linux = inventory["os_linux"]["hosts"]
     assert linux and all(hostvars[name]["ansible_shell_type"] == "sh" for name in linux)
     assert windows["id"] == hostvars["win-1"]["cmdop_id"]
