@@ -16,8 +16,9 @@ description:
     name as C(remote_name) and loses C(inactive) if it had it (reactivated). An entry of this O(mode) whose fleet the
     server no longer lists gets C(\"inactive\": true); its API key stays. A server fleet no entry knows is added with
     an empty C(api_key) under a new local name."
-  - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values,
-    entries of the other mode, and keys this module does not know (at the top level and in entries)."
+  - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values
+    (unless O(rewrite_dev_server) asks), entries of the other mode, and keys this module does not know (at the top level
+    and in entries)."
   - "Which entries belong to a mode is decided by the host C(server) names, in any form (a URL with or without a scheme or
     path, a gRPC C(host:port)): an empty or absent C(server), C(api.cmdop.com) and C(grpc.cmdop.com) are prod's;
     C(dev.cmdop.com), C(api-dev.cmdop.com) and the host of O(dev_server) are dev's. Any other C(server) is a local override:
