@@ -589,11 +589,13 @@ def _create(place: Place, name: str, data: bytes, uid: int, gid: int, mode: int)
     return fd
 
 
-def backup(place: Place, data: bytes, old: os.stat_result) -> str:
-    """A copy of the old bytes beside the file, as ``AnsibleModule.backup_local`` names it, with the old owner and mode; its path."""
+def backup(place: Place, data: bytes, old: os.stat_result, private: bool = False) -> str:
+    """A copy of the old bytes beside the file, as ``AnsibleModule.backup_local`` names it, with the old owner and mode (at
+    most 0600 when ``private``: the file holds API keys); its path. The copy is made with its final mode, never wider."""
     name = "%s.%s.%s" % (place.name, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S~", time.localtime()))
+    mode = stat.S_IMODE(old.st_mode) & (0o600 if private else 0o7777)
     try:
-        os.close(_create(place, name, data, old.st_uid, old.st_gid, stat.S_IMODE(old.st_mode)))
+        os.close(_create(place, name, data, old.st_uid, old.st_gid, mode))
     except OSError as exc:
         raise FileError("cannot back up %s: %s; the file was left as it was" % (place.real, _why(exc))) from exc
     return os.path.join(place.folder, name)
@@ -618,7 +620,7 @@ def _write_in_place(place: Place, data: bytes, attributes: t.Tuple[int, int, int
             room = os.fstatvfs(fd)
             if len(data) > status.st_blocks * 512 + room.f_bavail * room.f_frsize:
                 raise FileError("cannot write %s in place: no room for %d bytes; the file was left as it was" % (place.real, len(data))) from exc
-        saved = backup(place, old, status)
+        saved = backup(place, old, status, private=True)  # it may hold API keys
         _apply(fd, place.real, *attributes)
         try:
             written = 0

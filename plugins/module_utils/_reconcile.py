@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _timestamps
 from ansible_collections.cmdop.fleet.plugins.module_utils._modes import (
+    DEFAULT_DEV_SERVER,
     SCOPE_MODE,
     SCOPE_OTHER,
     entry_scope,
+    has_scheme,
     server_for_new_entry,
 )
 
@@ -93,6 +95,8 @@ def reconcile(
     now: str,
     last_synced: str = LAST_SYNCED_MAX_AGE,
     max_age: float = DEFAULT_MAX_AGE,
+    dev_server: str = DEFAULT_DEV_SERVER,
+    rewrite_dev_server: bool = False,
 ) -> Reconciliation:
     """Reconcile the fleet file with the server's fleets for one mode.
 
@@ -100,7 +104,12 @@ def reconcile(
       the server's name as ``remote_name``, and is reactivated if it was inactive.
     - An entry of this mode whose fleet the server no longer lists is marked
       ``"inactive": true``; nothing else of it changes (its API key stays).
-    - A fleet no entry knows is added under a new, unique local name.
+    - A fleet no entry knows is added under a new, unique local name; in dev mode its
+      ``server`` is ``dev_server``.
+    - Which entries are this mode's is decided by the host their ``server`` names
+      (``_modes.entry_scope``). With ``rewrite_dev_server``, a dev sync sets the
+      ``server`` of its entries that hold a URL with a scheme (what older releases
+      wrote) to ``dev_server``; otherwise ``server`` is never changed.
     - API-key-only entries (no ``remote_id``), the other mode's entries, ``active``,
       ``api_key``, ``server`` and keys this code does not know are never touched.
     - ``last_synced_at`` (``now``, RFC 3339) is set on entries that changed; with
@@ -121,22 +130,24 @@ def reconcile(
         remote_id = entry.get("remote_id")
         if not remote_id:
             continue  # API-key-only fleet: local by design
-        scope = entry_scope(entry.get("server", ""), mode)
+        scope = entry_scope(entry.get("server", ""), mode, dev_server)
         if scope == SCOPE_OTHER:
             continue
+        rewrite = rewrite_dev_server and mode == "dev" and scope == SCOPE_MODE and has_scheme(entry.get("server"))
         fleet = server_fleets.get(fleet_key(remote_id))
         if fleet is not None:
             known.add(fleet_key(remote_id))
-            changes.append(_refresh(entry, fleet, now, stamp(entry)))
+            change = _refresh(entry, fleet, now, stamp(entry))
         elif scope == SCOPE_MODE:
-            changes.append(_deactivate(entry, now))
-        # A server override the server does not list is left alone: it may be
-        # another server's fleet.
+            change = _deactivate(entry, now)
+        else:
+            continue  # a server override the server does not list is left alone: it may be another server's fleet
+        changes.append(_with_server(change, entry, dev_server, now) if rewrite else change)
 
     new_fleets = [fleet for fleet in fleets if fleet_key(fleet["id"]) not in known]
     names = new_fleet_names(new_fleets, {entry.get("name") for entry in entries})
     for fleet in new_fleets:
-        entries.append(_new_entry(fleet, names[fleet["id"]], mode, now))
+        entries.append(_new_entry(fleet, names[fleet["id"]], server_for_new_entry(mode, dev_server), now))
         changes.append(Change(ADDED, names[fleet["id"]], fleet["id"]))
     if new_fleets:
         document["workspaces"] = entries
@@ -191,11 +202,19 @@ def _deactivate(entry: dict, now: str) -> Change:
     return Change(DEACTIVATED, entry["name"], entry["remote_id"], ("inactive",))
 
 
-def _new_entry(fleet: dict, name: str, mode: str, now: str) -> dict:
+def _with_server(change: Change, entry: dict, server: str, now: str) -> Change:
+    """``change`` after the entry's ``server`` was rewritten to ``server`` (an update, if it was nothing else)."""
+    entry["server"] = server
+    entry["last_synced_at"] = now
+    action = UPDATED if change.action == UNCHANGED else change.action
+    return Change(action, change.name, change.remote_id, change.fields + ("server",))
+
+
+def _new_entry(fleet: dict, name: str, server: str, now: str) -> dict:
     return {
         "name": name,
         "api_key": "",
-        "server": server_for_new_entry(mode),
+        "server": server,
         "remote_id": fleet["id"],
         "remote_name": fleet["name"],
         "last_synced_at": now,

@@ -14,7 +14,11 @@ Refresh tokens rotate: the old one may stop working once a new one is issued. So
 a refresh happens under an exclusive lock on the token file (``.<name>.lock``
 beside it), after reading the file again: if another process refreshed the token
 meanwhile, its token is used and no second refresh is made. The modules and the
-inventory plugin use this same store. Private to the collection.
+inventory plugin use this same store. CMDOP's own daemon does not know that lock:
+it refreshes about 5 minutes before expiry and rewrites the file. When it rotates
+the pair between our read and our refresh, our refresh is refused; so after a
+failed refresh the file is read once more, and a new access token found there is
+used. Private to the collection.
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._files import Place, l
 from ansible_collections.cmdop.fleet.plugins.module_utils._json import JsonTextError, load
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import TOKEN_FILE, SchemaError, validate
 
-# A token this close to its end counts as expired: it could lapse in flight.
+# A token this close to its end counts as expired: it could lapse in flight. Well below the 5 minutes before expiry at
+# which CMDOP's daemon refreshes (DAEMON_REFRESH_LEAD), so that on a host where the daemon runs, the daemon refreshes
+# first and this collection finds its new token rather than spending the same refresh token.
 EXPIRY_LEEWAY = 30.0
+DAEMON_REFRESH_LEAD = 300.0  # CMDOP's CLI "Authentication" page: "about 5 minutes before expiry"
 # How long a run waits for another one's refresh: longer than a refresh can take with the
 # default timeout (30 s) and retries (4), Retry-After waits (at most 60 s each) included.
 REFRESH_LOCK_TIMEOUT = 600.0
@@ -164,6 +171,12 @@ class TokenStore:
         is returned, and ``grant`` is not called. Otherwise ``grant(token)`` trades
         the refresh token for a new pair, which is written back (0600, atomically)
         before the lock is released.
+
+        A writer that does not take the lock (CMDOP's daemon) may rotate the pair
+        while ``grant`` runs, and the server then refuses ours (``invalid_grant``).
+        So when ``grant`` fails, the file is read again: if its access token changed
+        since the refresh began, that token is returned and the failure is not
+        reported; otherwise the failure is raised as it was.
         """
         with resolve(self.path) as place, locked(place, self.lock_timeout):
             current = self.load(place)
@@ -171,8 +184,25 @@ class TokenStore:
                 raise TokenFileError("token file %s disappeared while the token was being refreshed; log in again (cmdop login)" % self.path)
             if current["access_token"] != stale_access_token:
                 return current, False
-            answer = grant(current)
+            try:
+                answer = grant(current)
+            except Exception:
+                rotated = self._rotated_since(place, current["access_token"])
+                if rotated is not None:
+                    return rotated, False
+                raise
             self.on_secrets(secrets(answer))
             token = refreshed(current, answer, time.time())
             write_atomically(place, serialize(token).encode("utf-8"), mode=TOKEN_FILE_MODE, unsafe_writes=self.unsafe_writes)
         return token, True
+
+    def _rotated_since(self, place: Place, access_token: str) -> t.Optional[dict]:
+        """The token in the file if another writer replaced ``access_token`` there, else None (also when the file
+        is gone or cannot be read: then the refresh's own failure is the one to report)."""
+        try:
+            token = self.load(place)  # the same folder, read again by name: the daemon replaces the file by a rename
+        except (TokenFileError, OSError):
+            return None
+        if token is None or token["access_token"] == access_token:
+            return None
+        return token

@@ -17,11 +17,14 @@ description:
     server no longer lists gets C(\"inactive\": true); its API key stays. A server fleet no entry knows is added with
     an empty C(api_key) under a new local name (the server's slug or name with accents taken off, C(equipe-paris) for
     C(Équipe Paris); C(fleet-) and 8 characters of its id when neither holds a Latin letter). Local names are never renamed."
-  - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values,
-    entries of the other mode, and keys this module does not know (at the top level and in entries)."
-  - "Which entries belong to a mode: an entry whose C(server) is empty or V(https://api.cmdop.com) is prod's; one whose
-    C(server) is V(https://dev.cmdop.com) is dev's. Any other C(server) is a local override: it is updated (and reactivated)
-    when the server lists its C(remote_id), and never deactivated. O(api_url) does not change which entries are in scope."
+  - "Never touched: API-key-only entries (no C(remote_id)), C(api_key) values, the C(active) pointer, C(server) values
+    (unless O(rewrite_dev_server) asks), entries of the other mode, and keys this module does not know (at the top level
+    and in entries)."
+  - "Which entries belong to a mode is decided by the host C(server) names, in any form (a URL with or without a scheme or
+    path, a gRPC C(host:port)): an empty or absent C(server), C(api.cmdop.com) and C(grpc.cmdop.com) are prod's;
+    C(dev.cmdop.com), C(api-dev.cmdop.com) and the host of O(dev_server) are dev's. Any other C(server) is a local override:
+    it is updated (and reactivated) when the server lists its C(remote_id), and never deactivated. O(api_url) does not change
+    which entries are in scope."
   - "A new fleet's local name is the server's C(slug) (or its name) in lower case with every run of characters other than
     letters, digits, C(.), C(_) and C(-) turned into C(-), at most 63 characters. If a local entry already has that name,
     C(-) and the first 8 characters of the fleet's id are appended (V(team-a-7f0c8f5e)), then C(-2), C(-3)... if needed.
@@ -123,9 +126,29 @@ options:
     description:
       - The permissions of the fleet file, as O(ansible.builtin.file#module:mode) takes them.
       - This module's O(mode) is the CMDOP mode, so the file's permissions go here.
-      - By default a new file gets V(0600) and an existing file keeps its permissions.
+      - "By default a new file gets V(0600) and an existing file keeps its permissions (ansible-core's own rule). CMDOP
+        documents the file as C(0600): an existing file that holds API keys and that group or others may read gets a
+        warning naming its mode, and is changed only when this option says so (V('0600'))."
+      - A backup (O(backup=true)) of a file that holds API keys is never more readable than C(0600).
       - Checked (octal or symbolic) before anything is written, in check mode too.
     type: raw
+  dev_server:
+    description:
+      - The C(server) value of an entry this module adds in O(mode=dev) (prod entries get an empty C(server), as C(cmdop) writes them).
+      - CMDOP has not published what its CLI writes there. The field is a gRPC address the CLI may dial, so this is a
+        C(host:port), never a URL with a scheme; if your CLI writes another value for dev entries, give it here. Its host
+        also counts as dev's when entries are matched to a mode.
+    type: str
+    default: dev.cmdop.com:443
+    version_added: 0.2.0
+  rewrite_dev_server:
+    description:
+      - With O(mode=dev), set the C(server) of dev entries that hold a URL with a scheme (V(https://dev.cmdop.com), what
+        release 0.1.0 wrote) to O(dev_server); they are reported in RV(updated) with the field C(server).
+      - By default such entries keep their C(server), which is local config; they still count as dev's.
+    type: bool
+    default: false
+    version_added: 0.2.0
   mode:
     description:
       - The CMDOP server the fleets come from, as C(cmdop) (V(prod)) or C(cmdop --dev) (V(dev)) uses it.
@@ -278,7 +301,7 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._files import (
     set_attributes,
     write_atomically,
 )
-from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_FLEET_FILE
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_DEV_SERVER, DEFAULT_FLEET_FILE, check_dev_server
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import DEFAULT_MAX_AGE, LAST_SYNCED_MAX_AGE, LAST_SYNCED_POLICIES, reconcile
 from ansible_collections.cmdop.fleet.plugins.module_utils._schemas import validate_server_fleets
 
@@ -365,13 +388,13 @@ def other_attributes(module: AnsibleModule, place: Place, changed: bool) -> bool
     return module.set_fs_attributes_if_different(dict(arguments, path=place.entry()), changed)
 
 
-def write(module: AnsibleModule, place: Place, result: dict, fleets: list) -> t.Tuple[t.Any, dict, t.Optional[str], bool, t.Optional[os.stat_result]]:
+def write(module: AnsibleModule, place: Place, result: dict, fleets: list, dev_server: str) -> t.Tuple[t.Any, dict, t.Optional[str], bool, t.Optional[os.stat_result]]:
     """Read, reconcile and write the file under its lock: (the outcome, the document read, its text, changed, the file's status after)."""
     for _attempt in range(REREADS):
         before_text, old = read_stat(place)
         seen = None if old is None else (old.st_dev, old.st_ino, old.st_size, old.st_mtime_ns)
         document = _fleet_file.parse(before_text, place.path)
-        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
+        outcome = reconciled(module, document, fleets, dev_server)
         wanted = wanted_attributes(module, old)
         uid, gid, mode = final_attributes(place, wanted, old)
         content_changed = outcome.changed or before_text is None
@@ -388,7 +411,7 @@ def write(module: AnsibleModule, place: Place, result: dict, fleets: list) -> t.
                 set_attributes(place, wanted, seen)
                 return outcome, document, before_text, changed, place.lstat()
             if module.params["backup"] and old is not None and before_text is not None:
-                result["backup_file"] = backup(place, before_text.encode("utf-8"), old)
+                result["backup_file"] = backup(place, before_text.encode("utf-8"), old, private=bool(_fleet_file.secrets(document)))
             written = write_atomically(place, _fleet_file.serialize(outcome.document).encode("utf-8"), mode=None, replaces=seen,
                                        wanted=wanted, unsafe_writes=unsafe_writes(module))
             return outcome, document, before_text, changed, written
@@ -397,12 +420,32 @@ def write(module: AnsibleModule, place: Place, result: dict, fleets: list) -> t.
     raise FileError("%s was replaced by another writer each of the %d times this run read it; nothing was written" % (place.path, REREADS))
 
 
+def warn_if_readable(module: AnsibleModule, path: str, status: t.Optional[os.stat_result], document: dict) -> None:
+    """Warn when the file holds API keys and group or others may read it, unless file_mode says what its mode is to be."""
+    if module.params["file_mode"] is not None or status is None or not _fleet_file.secrets(document):
+        return
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o077:
+        module.warn("%s holds API keys and group or others may read it (mode %04o); CMDOP documents mode 0600. Nothing was "
+                    "changed: set file_mode: '0600' (role: fleet_sync_file_mode) to narrow it" % (path, mode))
+
+
+def reconciled(module: AnsibleModule, document: dict, fleets: list, dev_server: str) -> t.Any:
+    """The reconciliation of the document read with the server's fleets, as the module's options ask."""
+    return reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"],
+                     dev_server=dev_server, rewrite_dev_server=module.params["rewrite_dev_server"])
+
+
 def sync(module: AnsibleModule, result: dict) -> None:
     path = module.params["path"]
     if module.params["last_synced_max_age"] < 0:
         module.fail_json(msg="sync: last_synced_max_age must be 0 or more seconds", **result)
     check_number("lock_timeout", module.params["lock_timeout"], 0, 86400)
     wanted = wanted_attributes(module, None)  # a bad owner, group or mode fails before anything else
+    try:
+        dev_server = check_dev_server(module.params["dev_server"])
+    except ValueError as exc:
+        module.fail_json(msg="sync: %s" % exc, **result)
     fleets = fetch_fleets(module, result, file_secrets(path))
     if fleets is None:
         reason = "no OAuth credential on this host (no token, CMDOP_TOKEN or token file %s): fleet enumeration requires OAuth" % token_file(module)
@@ -420,13 +463,13 @@ def sync(module: AnsibleModule, result: dict) -> None:
         place = None  # check mode: no folder, so no file; nothing is made
     if place is None:
         document = _fleet_file.parse(None, path)
-        outcome = reconcile(document, fleets, module.params["mode"], utc_now(), module.params["last_synced"], module.params["last_synced_max_age"])
+        outcome = reconciled(module, document, fleets, dev_server)
         before_text, changed, status = None, True, None
     else:
         with place:
             try:
                 with locked(place, module.params["lock_timeout"], create=not check_mode):
-                    outcome, document, before_text, changed, status = write(module, place, result, fleets)
+                    outcome, document, before_text, changed, status = write(module, place, result, fleets, dev_server)
                     if status is not None:
                         changed = other_attributes(module, place, changed)
             except BaseException:
@@ -435,6 +478,7 @@ def sync(module: AnsibleModule, result: dict) -> None:
                 raise
 
     if status is not None:
+        warn_if_readable(module, path, status, document)
         result.update(path_info(status))
     result.update(outcome.by_action())
     result["changed"] = changed
@@ -460,6 +504,8 @@ def main() -> None:
         backup=dict(type="bool", default=False),
         lock_timeout=dict(type="float", default=30.0),
         file_mode=dict(type="raw"),
+        dev_server=dict(type="str", default=DEFAULT_DEV_SERVER),
+        rewrite_dev_server=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, add_file_common_args=True)
     module.add_path_info = lambda kwargs: kwargs  # the result describes the file written (path_info), not what the path names now

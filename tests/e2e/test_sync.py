@@ -201,7 +201,7 @@ def test_dev_mode_touches_only_dev_entries(emulator, targets, inventory, run_pla
     assert document["workspaces"][0] == prod  # prod's entry: not deactivated, not touched
     added = {item["remote_id"]: item for item in document["workspaces"][1:]}
     assert set(added) == {TEAM_A, LAB, STAGING}
-    assert all(item["server"] == "https://dev.cmdop.com" for item in added.values())
+    assert all(item["server"] == "dev.cmdop.com:443" for item in added.values())
     assert added[TEAM_A]["name"] == "team-a-" + TEAM_A[:8]
 
 

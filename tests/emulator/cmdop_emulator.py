@@ -44,6 +44,15 @@ public API request takes the first queued fault whose ``path`` is a prefix of th
   which already shows the change. Such a fault needs ``count`` 1. If the change is no longer possible
   when taken, that request is answered 500 with a detail saying why.
 
+The CLI's daemon (``POST /_admin/daemon`` {token_file, write?}; ``GET`` says whether it is armed and what it did):
+CMDOP's daemon refreshes the token "about 5 minutes before expiry" and rewrites the token file, without any lock a
+client could share. Armed, the emulator plays that daemon once, deterministically between a run's read of the token
+file and its refresh: when the next refresh grant reaches the token endpoint, the daemon first spends the refresh
+token in ``token_file`` through the same endpoint (so that refresh token is rotated away), writes the new pair there
+as the CLI would (the answer plus an RFC 3339 ``expires_at``; atomically, 0600, the file's owner kept), and only then
+is the incoming request answered: refused with ``invalid_grant``, as the real server refuses a rotated refresh token.
+``"write": false`` is a daemon that rotates the pair and dies before writing it: the file keeps the spent pair.
+
 Run as a script::
 
     python tests/emulator/cmdop_emulator.py --seed SEED.json [--host 127.0.0.1] [--port 0]
@@ -58,6 +67,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import re
 import signal
 import socket
@@ -1192,6 +1202,68 @@ def page_params(query: dict[str, str]) -> tuple[int, int]:
     return page, min(page_size, MAX_PAGE_SIZE)
 
 
+class Daemon:
+    """CMDOP's daemon, played once per arming: it refreshes the token in a token file through the token endpoint and
+    rewrites the file, knowing no client's lock."""
+
+    def __init__(self, oauth: OAuthService) -> None:
+        self.oauth = oauth
+        self.lock = threading.Lock()
+        self.armed: Json | None = None
+        self.rotations: list[Json] = []
+
+    def arm(self, token_file: str, write: bool) -> Json:
+        with self.lock:
+            self.armed = {"token_file": token_file, "write": write}
+        return self.status()
+
+    def status(self) -> Json:
+        with self.lock:
+            return {"armed": self.armed, "rotations": list(self.rotations)}
+
+    def before_token_request(self, req: HttpRequest) -> None:
+        """If armed and ``req`` is a refresh grant, refresh the file's token first (and disarm)."""
+        try:
+            grant_type = dict(parse_qsl(oauth_form(req))).get("grant_type")
+        except OAuth2Error:
+            return
+        with self.lock:
+            if self.armed is None or grant_type != REFRESH_GRANT_TYPE:
+                return
+            armed, self.armed = self.armed, None
+        rotation = self.rotate(req, armed["token_file"], armed["write"])
+        with self.lock:
+            self.rotations.append(rotation)
+
+    def rotate(self, req: HttpRequest, token_file: str, write: bool) -> Json:
+        """Spend the file's refresh token at the token endpoint and, with ``write``, put the new pair in the file."""
+        with open(token_file, encoding="utf-8") as handle:
+            old = json.load(handle)
+        grant = HttpRequest("POST", urlsplit(req.target).path, {"Content-Type": FORM_CONTENT_TYPE},
+                            urlencode({"grant_type": REFRESH_GRANT_TYPE, "refresh_token": old["refresh_token"]}).encode("utf-8"),
+                            req.base_url)
+        answer = self.oauth.token(grant)
+        if answer.status != 200:
+            return {"status": answer.status, "written": False}
+        token = json.loads(answer.body)
+        if "expires_in" in token:
+            token["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + token["expires_in"]))
+        if write:
+            write_like(token_file, json.dumps(token, indent=2) + "\n")
+        return {"status": 200, "written": write}
+
+
+def write_like(path: str, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, mode 0600, keeping its owner (as the CLI, running as that user, would)."""
+    owner = os.stat(path)
+    tmp = os.path.join(os.path.dirname(path), ".%s.daemon-%d" % (os.path.basename(path), os.getpid()))
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chown(tmp, owner.st_uid, owner.st_gid)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 Handler = t.Callable[..., Response]
 Route = tuple[str, "re.Pattern[str]", Handler]
 
@@ -1202,12 +1274,13 @@ class Emulator:
     def __init__(self, seed: Json, base_url: str) -> None:
         self.store = Store(seed)
         self.oauth = OAuthService(self.store, base_url)
+        self.daemon = Daemon(self.oauth)
         self.api_routes = self._routes([
             ("GET", "/api/workspaces/workspaces/", self.list_fleets),
             ("GET", "/api/machines/machines/", self.list_machines),
             ("GET", "/api/machines/machines/(?P<machine_id>[^/]+)/", self.get_machine),
             ("POST", "/api/system/oauth/device/", self.oauth.device_authorization),
-            ("POST", "/api/system/oauth/token/", self.oauth.token),
+            ("POST", "/api/system/oauth/token/", self.token),
         ])
         self.admin_routes = self._routes([
             ("POST", "/_admin/users", self.admin_add_user),
@@ -1228,6 +1301,8 @@ class Emulator:
             ("DELETE", "/_admin/faults", self.admin_clear_faults),
             ("POST", "/_admin/latency", self.admin_latency),
             ("POST", "/_admin/settings", self.admin_settings),
+            ("POST", "/_admin/daemon", self.admin_arm_daemon),
+            ("GET", "/_admin/daemon", self.admin_daemon),
             ("GET", "/_admin/requests", self.admin_requests),
             ("DELETE", "/_admin/requests", self.admin_clear_requests),
             ("GET", "/_admin/state", self.admin_state),
@@ -1379,6 +1454,20 @@ class Emulator:
     def admin_update_machine(self, req: HttpRequest, machine_id: str) -> Response:
         """``PATCH /_admin/machines/<id>`` {field: value, ...}: change a machine's fields (not its ``id`` nor its fleet)."""
         return json_response(200, self.store.update_machine(machine_id, req.json()))
+
+    def token(self, req: HttpRequest) -> Response:
+        """``POST /api/system/oauth/token/``, after the armed daemon's refresh when this is a refresh grant."""
+        self.daemon.before_token_request(req)
+        return self.oauth.token(req)
+
+    def admin_arm_daemon(self, req: HttpRequest) -> Response:
+        """``POST /_admin/daemon`` {token_file, write?}: play CMDOP's daemon at the next refresh grant (see the module docstring)."""
+        body = req.json()
+        return json_response(201, self.daemon.arm(require(body, "token_file"), optional(body, "write", bool, True)))
+
+    def admin_daemon(self, req: HttpRequest) -> Response:
+        """``GET /_admin/daemon``: whether the daemon is armed, and its rotations so far."""
+        return json_response(200, self.daemon.status())
 
     def admin_mint_token(self, req: HttpRequest) -> Response:
         """``POST /_admin/tokens`` {user, expires_in?, workspace?, omit_expires_in?}: a full token response.

@@ -527,7 +527,7 @@ def _check_invariants(document, fleets, mode, last_synced, outcome):
         assert entry == {
             "name": entry["name"],
             "api_key": "",
-            "server": "" if mode == "prod" else "https://dev.cmdop.com",
+            "server": "" if mode == "prod" else "dev.cmdop.com:443",
             "remote_id": entry["remote_id"],
             "remote_name": listed[entry["remote_id"]]["name"],
             "last_synced_at": NOW,
@@ -694,7 +694,7 @@ def test_dev_sync_never_touches_prod_entries(server):
     unlisted = synced_entry("prod-b", ID_B, "B", server=server)
     outcome = reconcile(doc(listed, unlisted), [server_fleet(ID_A, "New name", slug="prod-a")], "dev", NOW, "always")
     assert outcome.document["workspaces"][:2] == [listed, unlisted]
-    assert outcome.document["workspaces"][2]["server"] == "https://dev.cmdop.com"
+    assert outcome.document["workspaces"][2]["server"] == "dev.cmdop.com:443"
     assert [change.action for change in outcome.changes] == [ADDED]
 
 
@@ -709,7 +709,7 @@ def test_dev_sync_updates_and_deactivates_dev_entries(server):
     ]
 
 
-@pytest.mark.parametrize("mode, server", [("prod", ""), ("dev", "https://dev.cmdop.com")])
+@pytest.mark.parametrize("mode, server", [("prod", ""), ("dev", "dev.cmdop.com:443")])
 def test_new_entries_get_the_mode_server(mode, server):
     outcome = reconcile(doc(), [server_fleet(ID_A, "A"), server_fleet(ID_B, "B")], mode, NOW)
     assert [entry["server"] for entry in outcome.document["workspaces"]] == [server, server]
@@ -732,7 +732,8 @@ def test_override_entry_is_updated_and_reactivated_when_listed(mode):
 
 
 @pytest.mark.parametrize("mode", ["prod", "dev"])
-@pytest.mark.parametrize("server", [OVERRIDE, "https://relay.example.net/", "http://localhost:8000", "http://api.cmdop.com", "https://api.cmdop.com/v2"])
+@pytest.mark.parametrize("server", [OVERRIDE, "https://relay.example.net/", "http://localhost:8000", "grpc.internal:443",
+                                    "https://api.cmdop.com.evil.example", "cmdop.com"])
 def test_override_entry_is_never_deactivated(mode, server):
     entry = synced_entry("lab", ID_A, "Lab", server=server)
     document = doc(entry)
