@@ -134,4 +134,6 @@ for i in "${!pids[@]}"; do
   fi
 done
 [ "$failed" -eq 0 ] || exit 1
+# The event source's engine (ansible-rulebook in .venvs/rulebook, a JDK 17) for tests/e2e/test_events*.py.
+scripts/bootstrap-eda.sh
 echo "bootstrap: ready"

@@ -181,6 +181,8 @@ newest_only=()
 for file in tests/e2e/reliability/test_*.py; do
   [ "$file" = tests/e2e/reliability/test_api_values.py ] || newest_only+=("--ignore=$file")
 done
+# The event source runs in its own venv (ansible-rulebook's, scripts/bootstrap-eda.sh), whatever core runs pytest: once.
+newest_only+=("--ignore=tests/e2e/test_events.py" "--ignore=tests/e2e/test_events_source.py")
 
 # The longest first: the newest core's pytest run, then the sanity runs, the other cores, and the rest.
 if has_core "$NEWEST_CORE"; then

@@ -11,6 +11,7 @@ import copy
 import json
 import typing as t
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._events import (
@@ -25,6 +26,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._events import (
     snapshot,
     stable,
 )
+
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
 
 NOW = 1_800_000_000.0
 

@@ -19,6 +19,8 @@ from ansible_collections.cmdop.fleet.plugins.module_utils._modes import (
     server_mode,
 )
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 KNOWN = sorted((host, mode) for mode, hosts in MODE_HOSTS.items() for host in hosts)
 # What the contract names, written here independently of _modes: a host added to or dropped from the table shows here.
 PUBLISHED = {"api.cmdop.com": "prod", "grpc.cmdop.com": "prod", "dev.cmdop.com": "dev", "api-dev.cmdop.com": "dev"}

@@ -7,6 +7,8 @@ import pytest
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import DEACTIVATED, UPDATED, reconcile
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 NOW = "2026-11-23T10:00:00Z"
 LISTED = "7f0c8f5e-0c7a-4a3e-8d7e-8b1a4c2d9e01"
 LEFT = "2b7e6a4c-1d1f-4c51-9b55-2f0a8a2b9c10"

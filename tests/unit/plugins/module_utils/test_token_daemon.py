@@ -11,6 +11,8 @@ import pytest
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import UnauthorizedError
 from ansible_collections.cmdop.fleet.plugins.module_utils._token import DAEMON_REFRESH_LEAD, EXPIRY_LEEWAY, TokenStore
 
+pytestmark = pytest.mark.core_independent  # pure code, the emulator or a static check: run once (tests/conftest.py)
+
 READ = {"access_token": "cmdop_read", "refresh_token": "clitr_read", "token_type": "Bearer"}
 ROTATED = {"access_token": "cmdop_rotated", "refresh_token": "clitr_rotated", "token_type": "Bearer"}
 
