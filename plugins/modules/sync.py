@@ -388,7 +388,8 @@ def other_attributes(module: AnsibleModule, place: Place, changed: bool) -> bool
     return module.set_fs_attributes_if_different(dict(arguments, path=place.entry()), changed)
 
 
-def write(module: AnsibleModule, place: Place, result: dict, fleets: list, dev_server: str) -> t.Tuple[t.Any, dict, t.Optional[str], bool, t.Optional[os.stat_result]]:
+def write(module: AnsibleModule, place: Place, result: dict, fleets: list,
+          dev_server: str) -> t.Tuple[t.Any, dict, t.Optional[str], bool, t.Optional[os.stat_result]]:
     """Read, reconcile and write the file under its lock: (the outcome, the document read, its text, changed, the file's status after)."""
     for _attempt in range(REREADS):
         before_text, old = read_stat(place)
