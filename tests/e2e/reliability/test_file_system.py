@@ -119,12 +119,17 @@ def test_a_missing_cmdop_folder(emulator, targets, inventory, run_playbook, api)
     assert len(read_fleets(targets, "t1")["workspaces"]) == 3
 
 
-@pytest.mark.case(AREA, "a backup of a 0640 file", "the backup keeps the original's bytes and mode 0640")
-def test_a_backup_keeps_the_originals_mode(emulator, targets, inventory, run_playbook, api):
+@pytest.mark.parametrize("original, mode", [
+    pytest.param(ORIGINAL, 0o600, marks=pytest.mark.case(AREA, "a backup of a 0640 file that holds an API key",
+                                                        "the backup keeps the original's bytes, and is 0600: never more readable than that with a key")),
+    pytest.param(ORIGINAL.replace(LOCAL_KEY, ""), 0o640, marks=pytest.mark.case(AREA, "a backup of a 0640 file without API keys",
+                                                                               "the backup keeps the original's bytes and mode 0640")),
+], ids=["with-key", "without-key"])
+def test_a_backup_keeps_the_originals_mode(emulator, targets, inventory, run_playbook, api, original, mode):
     login(emulator, targets, "t1", ALICE)
-    path = write_as(targets, "t1", FLEET_FILE, ORIGINAL, mode=0o640)
+    path = write_as(targets, "t1", FLEET_FILE, original, mode=0o640)
     result = run_playbook(sync_play(dict(api, backup=True), hosts="t1"), inventory)
     assert result.rc == 0, result.describe()
     backup = Path(result.task("sync", "t1")["backup_file"])
-    assert backup.read_text(encoding="utf-8") == ORIGINAL and stat.S_IMODE(backup.stat().st_mode) == 0o640
+    assert backup.read_text(encoding="utf-8") == original and stat.S_IMODE(backup.stat().st_mode) == mode
     assert leftovers(path.parent) == []
