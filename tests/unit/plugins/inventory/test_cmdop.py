@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from ansible import constants as C
+from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import CONTROLLER_NAMES
 from ansible.errors import AnsibleError
 from ansible.template import Templar
 
@@ -648,3 +650,8 @@ def test_no_secret_in_any_output_at_high_verbosity(run: t.Any, start_emulator: t
     for text in (str(caught.value), out, err, "\n".join(run.warnings)):
         assert_no_secret(text)
         assert "cmdop_live_revoked" not in text
+
+
+def test_the_controller_names_are_ansible_cores() -> None:
+    """The names no machine may take as the controller's are the ones this ansible-core's implicit localhost answers to."""
+    assert CONTROLLER_NAMES == frozenset(C.LOCALHOST)

@@ -13,8 +13,6 @@ import typing as t
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible import constants as C
-
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError
 from ansible_collections.cmdop.fleet.plugins.module_utils._inventory import (
     CONTROLLER_NAMES,
@@ -225,10 +223,6 @@ def populate(fleets: t.Sequence[FleetSpec], machines: t.Sequence[dict], construc
         if machine_id in hosts:
             groups.update(name for name in wanted if refused_group(name, set(hosts.values())) is None)
     return hosts, groups, result
-
-
-def test_the_controller_names_are_ansible_cores() -> None:
-    assert CONTROLLER_NAMES == frozenset(C.LOCALHOST)
 
 
 def test_a_machine_named_like_a_group_or_the_controller_takes_its_next_preference() -> None:
