@@ -156,6 +156,28 @@ def test_the_engine_gets_each_event(rulebook_bin: Path, collections_path: Path, 
     no_secret(secrets, output, state_file.read_text(encoding="utf-8"))
 
 
+def test_a_restarted_engine_emits_what_changed_while_it_was_down_once(rulebook_bin: Path, collections_path: Path, emulator: t.Any,
+                                                                       tmp_path: Path) -> None:
+    """Two ansible-rulebook runs with one state file: what changed between them reaches the rules once, in the second run
+    (its second poll repeats nothing); the in-process cases of test_events_source.py prove the rest of the restart rules."""
+    token_file, secrets = login(emulator, tmp_path / "home")
+    state_file = tmp_path / "state.json"
+    rulebook = printing_rulebook(tmp_path, {"fleets_from": "api", "api_url": emulator.url, "token_file": str(token_file), "retries": 0,
+                                            "interval": 0.5, "max_polls": 1, "initial": "none", "state_file": str(state_file)})
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    localhost:\n", encoding="utf-8")
+    code, output = Rulebook(rulebook_bin, collections_path, tmp_path / "first", rulebook, inventory, {}).wait()
+    assert code == 0 and printed(output) == [], output
+    emulator.admin("POST", "machines", machine(M4, FLEET_A, "web-3"))  # while no engine runs
+    emulator.admin("DELETE", "machines/%s" % M1)
+    rulebook = printing_rulebook(tmp_path, {"fleets_from": "api", "api_url": emulator.url, "token_file": str(token_file), "retries": 0,
+                                            "interval": 0.5, "max_polls": 2, "initial": "none", "state_file": str(state_file)})
+    code, output = Rulebook(rulebook_bin, collections_path, tmp_path / "second", rulebook, inventory, {}).wait()
+    assert code == 0, output
+    assert printed(output) == [("machine_joined", "web-3"), ("machine_left", "web-1")], output
+    no_secret(secrets, output, state_file.read_text(encoding="utf-8"))
+
+
 @pytest.mark.case("events", "ansible-rulebook's source is refused its OAuth token, which cannot be refreshed",
                   "the run ends with an error that says to log in again, and shows no secret")
 def test_a_refused_token_ends_the_run(rulebook_bin: Path, collections_path: Path, emulator: t.Any, tmp_path: Path) -> None:
