@@ -81,7 +81,7 @@ options:
       - Selects the default O(api_url) and O(token_file).
       - With O(fleets_from=file) only the file's entries of this mode are shown, and entries whose C(server) is the O(api_url) in use.
         An entry's mode is decided by the host its C(server) names, in any form (empty, a URL with or without a scheme, a gRPC
-        C(host:port)): empty, C(api.cmdop.com) or C(grpc.cmdop.com) for V(prod); C(dev.cmdop.com) or C(api-dev.cmdop.com) for V(dev).
+        C(host:port)); empty, C(api.cmdop.com) or C(grpc.cmdop.com) for V(prod); C(dev.cmdop.com) or C(api-dev.cmdop.com) for V(dev).
     type: str
     choices: [prod, dev]
     default: prod
