@@ -80,36 +80,52 @@ def write_script(folder: Path, listing: dict) -> Path:
     return script
 
 
+class Account:
+    """``fleets`` x ``machines_per_fleet`` machines in the emulator, the fleet file listing every fleet with its key, and the
+    plugin's configuration (cache on); ``graph(source, *args)`` is a timed ``ansible-inventory --graph`` of a source,
+    ``listing(source, *args)`` its ``--list``. A context manager: the emulator stops at its end."""
+
+    def __init__(self, runner: AnsibleRunner, folder: Path, fleets: int, machines_per_fleet: int) -> None:
+        folder.mkdir(parents=True)
+        self.runner = runner
+        self.folder = folder
+        self.hosts = fleets * machines_per_fleet
+        seed, document = scenario(fleets, machines_per_fleet)
+        self.emulator = Emulator(seed, folder / "emulator").start(timeout=120)
+        self.fleet_file = folder / "ssh_workspaces.json"
+        self.fleet_file.write_text(json.dumps(document), encoding="utf-8")
+        self.config = folder / "bench.cmdop.yml"
+        self.config.write_text(yaml.safe_dump({"plugin": "cmdop.fleet.cmdop", "path": str(self.fleet_file), "cache": True,
+                                               "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": str(folder / "cache")}),
+                               encoding="utf-8")
+        self.env = runner.env({"HOME": str(folder), "CMDOP_API_URL": self.emulator.url, "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"})
+        self.tool = str(runner.bin / "ansible-inventory")
+
+    def __enter__(self) -> "Account":
+        return self
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self.emulator.stop()
+
+    def graph(self, source: Path, *args: str) -> t.Callable[[], Run]:
+        """A timed run: --graph, the inventory built as a playbook builds it, without dumping every host variable."""
+        def once() -> Run:
+            result = run([self.tool, "-i", str(source), "--graph", TOP] + list(args), self.env, cwd=str(self.runner.workdir))
+            expect(result.rc == 0, "ansible-inventory -i %s failed: %s" % (source, result.stderr[-2000:]))
+            expect(result.stdout.count("|--") == self.hosts, "hosts are missing from -i %s" % source)
+            return result
+        return once
+
+    def listing(self, source: Path, *args: str) -> dict:
+        result = run([self.tool, "-i", str(source), "--list"] + list(args), self.env, cwd=str(self.runner.workdir))
+        expect(result.rc == 0, "ansible-inventory -i %s --list failed: %s" % (source, result.stderr[-2000:]))
+        return plain(json.loads(result.stdout))
+
+
 def case(runner: AnsibleRunner, folder: Path, label: str, fleets: int, machines_per_fleet: int, rounds: int,
          latency_row: bool) -> t.List[Row]:
-    folder.mkdir(parents=True)
-    hosts = fleets * machines_per_fleet
-    seed, document = scenario(fleets, machines_per_fleet)
-    emulator = Emulator(seed, folder / "emulator").start(timeout=120)
-    try:
-        fleet_file = folder / "ssh_workspaces.json"
-        fleet_file.write_text(json.dumps(document), encoding="utf-8")
-        config = folder / "bench.cmdop.yml"
-        config.write_text(yaml.safe_dump({"plugin": "cmdop.fleet.cmdop", "path": str(fleet_file), "cache": True,
-                                          "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": str(folder / "cache")}),
-                          encoding="utf-8")
-        env = runner.env({"HOME": str(folder), "CMDOP_API_URL": emulator.url, "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"})
-        tool = str(runner.bin / "ansible-inventory")
-
-        def inventory(source: Path, *args: str) -> t.Callable[[], Run]:
-            """A timed run: --graph, the inventory built as a playbook builds it, without dumping every host variable."""
-            def once() -> Run:
-                result = run([tool, "-i", str(source), "--graph", TOP] + list(args), env, cwd=str(runner.workdir))
-                expect(result.rc == 0, "ansible-inventory -i %s failed: %s" % (source, result.stderr[-2000:]))
-                expect(result.stdout.count("|--") == hosts, "hosts are missing from -i %s" % source)
-                return result
-            return once
-
-        def listing(source: Path, *args: str) -> dict:
-            result = run([tool, "-i", str(source), "--list"] + list(args), env, cwd=str(runner.workdir))
-            expect(result.rc == 0, "ansible-inventory -i %s --list failed: %s" % (source, result.stderr[-2000:]))
-            return plain(json.loads(result.stdout))
-
+    with Account(runner, folder, fleets, machines_per_fleet) as account:
+        hosts, emulator, config, listing, inventory = account.hosts, account.emulator, account.config, account.listing, account.graph
         first = listing(config, "--flush-cache")
         expect(len(first["_meta"]["hostvars"]) == hosts, "hosts are missing")
         script = write_script(folder, first)
@@ -142,8 +158,6 @@ def case(runner: AnsibleRunner, folder: Path, label: str, fleets: int, machines_
             rows.append(Row("inventory %s, cold, %d ms per request" % (label, LATENCY * 1000), slow / fast, 2.0, "%.2f s" % slow, "0 ms %.2f s" % fast))
             expect(requests > 0, "the cold runs sent no request")
         return rows
-    finally:
-        emulator.stop()
 
 
 def targets(hosts: int) -> t.Tuple[float, float]:

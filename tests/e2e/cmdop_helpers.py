@@ -50,6 +50,26 @@ def login(emulator: t.Any, targets: t.Any, host: str, user: str, *, expires_in: 
     return token
 
 
+def token_document(access_token: str, refresh_token: str, user: str, lifetime: float = 36000) -> dict:
+    """A token file's content as `cmdop login` leaves it, valid for ``lifetime`` seconds from now."""
+    return {"access_token": access_token, "refresh_token": refresh_token, "token_type": "Bearer", "user_id": user,
+            "expires_at": time.time() + lifetime}
+
+
+def write_token_file(path: Path, access_token: str, refresh_token: str, user: str) -> Path:
+    """The token file `cmdop login` leaves (mode 0600), on the controller, at ``path``."""
+    path.write_text(json.dumps(token_document(access_token, refresh_token, user)), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def controller_home(folder: Path, access_token: str, refresh_token: str, user: str) -> Path:
+    """A controller HOME as `cmdop login` leaves it: ``.cmdop`` (0700) holding the token file (TOKEN_FILE), nothing else."""
+    (folder / ".cmdop").mkdir(parents=True, mode=0o700)
+    write_token_file(folder / TOKEN_FILE, access_token, refresh_token, user)
+    return folder
+
+
 def fleet_path(targets: t.Any, host: str) -> Path:
     return targets.home(host) / FLEET_FILE
 

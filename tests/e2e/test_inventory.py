@@ -19,7 +19,7 @@ import yaml
 
 import ansible.template
 
-from cmdop_helpers import plain
+from cmdop_helpers import controller_home, plain
 
 # ansible-core 2.19's data tagging: ansible-inventory marks every untrusted string; before, only AnsibleUnsafe ones
 # (the plugin wraps text that could be a template, i.e. holds a "{").
@@ -87,12 +87,7 @@ def emulator_seed() -> dict:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A HOME with the OAuth token file cmdop login leaves, and nothing else."""
-    folder = tmp_path / "home"
-    (folder / ".cmdop").mkdir(parents=True, mode=0o700)
-    token = {"access_token": TOKEN, "refresh_token": REFRESH, "token_type": "Bearer", "user_id": ALICE, "expires_at": time.time() + 36000}
-    (folder / ".cmdop" / "token_prod.json").write_text(json.dumps(token), encoding="utf-8")
-    os.chmod(folder / ".cmdop" / "token_prod.json", 0o600)
-    return folder
+    return controller_home(tmp_path / "home", TOKEN, REFRESH, ALICE)
 
 
 class Inventory:

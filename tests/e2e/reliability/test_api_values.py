@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import typing as t
 from pathlib import Path
 
 import pytest
 import yaml
 
-from cmdop_helpers import TOKEN_FILE, plain, write_as
+from cmdop_helpers import TOKEN_FILE, controller_home, plain, token_document, write_as
 
 AREA = "API values are data"
 ALICE = "u-alice"
@@ -63,11 +62,7 @@ def never_ran(*texts: str) -> None:
 
 def controller(tmp_path: Path, emulator: t.Any) -> t.Tuple[Path, dict]:
     """A controller HOME with the token file, and the environment for the inventory."""
-    home = tmp_path / "home"
-    (home / ".cmdop").mkdir(parents=True, mode=0o700)
-    token = {"access_token": TOKEN, "refresh_token": REFRESH, "token_type": "Bearer", "user_id": ALICE, "expires_at": time.time() + 36000}
-    (home / ".cmdop" / "token_prod.json").write_text(json.dumps(token), encoding="utf-8")
-    (home / ".cmdop" / "token_prod.json").chmod(0o600)
+    home = controller_home(tmp_path / "home", TOKEN, REFRESH, ALICE)
     env = {"HOME": str(home), "CMDOP_API_URL": emulator.url, "CMDOP_TOKEN": None, "CMDOP_API_KEY": None,
            "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
     return home, env
@@ -153,8 +148,7 @@ def test_a_play_prints_the_inventorys_api_values_as_text(emulator, run_playbook,
                   "machines' names and hostnames from its result, and builds a string of them",
                   "each printed value is the exact string from the API; id never ran (no uid= in any output)")
 def test_fleet_info_values_stay_text(emulator, targets, inventory, run_playbook, api):
-    token = {"access_token": TOKEN, "refresh_token": REFRESH, "token_type": "Bearer", "user_id": ALICE, "expires_at": time.time() + 36000}
-    write_as(targets, "t1", TOKEN_FILE, json.dumps(token))
+    write_as(targets, "t1", TOKEN_FILE, json.dumps(token_document(TOKEN, REFRESH, ALICE)))
     play = [{"hosts": "t1", "gather_facts": False, "tasks": [
         {"name": "info", "cmdop.fleet.fleet_info": dict(api, machines=True), "register": "info"},
         {"name": "fleet", "ansible.builtin.debug": {"msg": "{{ info.fleets[0].name }}"}},

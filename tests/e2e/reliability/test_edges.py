@@ -6,12 +6,13 @@ read, and user info in ``api_url``.
 from __future__ import annotations
 
 import json
-import time
 import typing as t
 from pathlib import Path
 
 import pytest
 import yaml
+
+from cmdop_helpers import write_token_file
 
 ALICE = "u-alice"
 FLEET = "ed9e0000-0000-4000-8000-0000000000e1"
@@ -39,11 +40,7 @@ def emulator_seed() -> dict:
 
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
-    path = tmp_path / "token_prod.json"
-    token = {"access_token": TOKEN, "refresh_token": REFRESH, "token_type": "Bearer", "user_id": ALICE, "expires_at": time.time() + 36000}
-    path.write_text(json.dumps(token), encoding="utf-8")
-    path.chmod(0o600)
-    return path
+    return write_token_file(tmp_path / "token_prod.json", TOKEN, REFRESH, ALICE)
 
 
 def role_play(source: Path, emulator: t.Any, token_file: Path, **variables: t.Any) -> list:

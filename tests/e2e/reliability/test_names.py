@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import typing as t
 from pathlib import Path
 
 import pytest
 import yaml
 
-from cmdop_helpers import plain
+from cmdop_helpers import controller_home, plain
 
 AREA = "Host names"
 ALICE = "u-alice"
@@ -60,11 +59,7 @@ def emulator_seed() -> dict:
 
 def controller(tmp_path: Path, emulator: t.Any) -> t.Tuple[Path, dict]:
     """The inventory source and the environment: fleets from the API with alice's token file."""
-    home = tmp_path / "home"
-    (home / ".cmdop").mkdir(parents=True, mode=0o700)
-    token = {"access_token": TOKEN, "refresh_token": REFRESH, "token_type": "Bearer", "user_id": ALICE, "expires_at": time.time() + 36000}
-    (home / ".cmdop" / "token_prod.json").write_text(json.dumps(token), encoding="utf-8")
-    (home / ".cmdop" / "token_prod.json").chmod(0o600)
+    home = controller_home(tmp_path / "home", TOKEN, REFRESH, ALICE)
     source = tmp_path / "names.cmdop.yml"
     source.write_text(yaml.safe_dump({
         "plugin": "cmdop.fleet.cmdop", "fleets_from": "api", "connect_with": "public_ip", "strict": True,
