@@ -120,10 +120,11 @@ def test_a_missing_cmdop_folder(emulator, targets, inventory, run_playbook, api)
 
 
 @pytest.mark.parametrize("original, mode", [
-    pytest.param(ORIGINAL, 0o600, marks=pytest.mark.case(AREA, "a backup of a 0640 file that holds an API key",
-                                                        "the backup keeps the original's bytes, and is 0600: never more readable than that with a key")),
-    pytest.param(ORIGINAL.replace(LOCAL_KEY, ""), 0o640, marks=pytest.mark.case(AREA, "a backup of a 0640 file without API keys",
-                                                                               "the backup keeps the original's bytes and mode 0640")),
+    pytest.param(ORIGINAL, 0o600, marks=pytest.mark.case(
+        AREA, "a backup of a 0640 file that holds an API key",
+        "the backup keeps the original's bytes, and is 0600: never more readable than that with a key")),
+    pytest.param(ORIGINAL.replace(LOCAL_KEY, ""), 0o640, marks=pytest.mark.case(
+        AREA, "a backup of a 0640 file without API keys", "the backup keeps the original's bytes and mode 0640")),
 ], ids=["with-key", "without-key"])
 def test_a_backup_keeps_the_originals_mode(emulator, targets, inventory, run_playbook, api, original, mode):
     login(emulator, targets, "t1", ALICE)
