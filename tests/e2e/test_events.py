@@ -156,8 +156,8 @@ def test_the_engine_gets_each_event(rulebook_bin: Path, collections_path: Path, 
     no_secret(secrets, output, state_file.read_text(encoding="utf-8"))
 
 
-def test_a_restarted_engine_emits_what_changed_while_it_was_down_once(rulebook_bin: Path, collections_path: Path, emulator: t.Any,
-                                                                       tmp_path: Path) -> None:
+def test_a_restarted_engine_emits_what_changed_while_it_was_down_once(
+        rulebook_bin: Path, collections_path: Path, emulator: t.Any, tmp_path: Path) -> None:
     """Two ansible-rulebook runs with one state file: what changed between them reaches the rules once, in the second run
     (its second poll repeats nothing); the in-process cases of test_events_source.py prove the rest of the restart rules."""
     token_file, secrets = login(emulator, tmp_path / "home")
