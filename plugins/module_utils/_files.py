@@ -81,32 +81,28 @@ class Attributes(t.NamedTuple):
     mode: t.Optional[int] = None
 
 
-def lookup_owner(owner: t.Any) -> t.Optional[int]:
-    """A user name or id as a uid; FileError when there is no such user."""
-    if owner is None:
+def _lookup(value: t.Any, by_name: t.Callable[[str], int], option: str, kind: str) -> t.Optional[int]:
+    """The ``option``'s name or number as an id; FileError when there is no such ``kind`` (user or group) on this host."""
+    if value is None:
         return None
     try:
-        return int(owner)
+        return int(value)
     except (TypeError, ValueError):
         pass
     try:
-        return pwd.getpwnam(str(owner)).pw_uid
+        return by_name(str(value))
     except KeyError:
-        raise FileError("owner %s: there is no such user on this host; nothing was changed" % owner) from None
+        raise FileError("%s %s: there is no such %s on this host; nothing was changed" % (option, value, kind)) from None
+
+
+def lookup_owner(owner: t.Any) -> t.Optional[int]:
+    """A user name or id as a uid; FileError when there is no such user."""
+    return _lookup(owner, lambda name: pwd.getpwnam(name).pw_uid, "owner", "user")
 
 
 def lookup_group(group: t.Any) -> t.Optional[int]:
     """A group name or id as a gid; FileError when there is no such group."""
-    if group is None:
-        return None
-    try:
-        return int(group)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return grp.getgrnam(str(group)).gr_gid
-    except KeyError:
-        raise FileError("group %s: there is no such group on this host; nothing was changed" % group) from None
+    return _lookup(group, lambda name: grp.getgrnam(name).gr_gid, "group", "group")
 
 
 class Place:
