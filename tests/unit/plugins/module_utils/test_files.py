@@ -286,7 +286,7 @@ def test_a_lock_file_that_is_a_symlink_is_refused(tmp_path):
     assert victim.read_bytes() == b"root's file"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root; make test runs as root")
+@ROOT_ONLY
 def test_root_creates_the_lock_file_with_the_locked_files_owner(tmp_path):
     path = tmp_path / "ssh_workspaces.json"
     path.write_text("{}", encoding="utf-8")
