@@ -19,16 +19,9 @@ java_major() {
   java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1
 }
 
-if [ "$(java_major)" != "17" ] || ! dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed"; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap-eda: need root to install openjdk-17-jre-headless and python3-venv" >&2
-    exit 1
-  fi
-  echo "bootstrap-eda: installing openjdk-17-jre-headless python3-venv"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless python3-venv >/dev/null
-fi
+packages=(python3-venv)
+[ "$(java_major)" = "17" ] || packages+=(openjdk-17-jre-headless)
+scripts/debian-packages.sh bootstrap-eda "${packages[@]}"
 
 want=$({ printf '%s\n' "$PYTHON" "${RULEBOOK_PACKAGES[@]}"; cat requirements.txt; } | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/ansible-rulebook" ] && [ "$(cat "$VENV/.bootstrap.sha256" 2>/dev/null)" = "$want" ]; then

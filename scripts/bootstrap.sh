@@ -11,7 +11,9 @@
 #    (scripts/requirements-lint.txt); built side by side;
 #  - target interpreters with the oldest supported libraries
 #    (tests/e2e/target-requirements/*.txt, built in /opt/cmdop-fleet-e2e);
-#  - the offline get-pip shim that ansible-test --venv looks for (per core).
+#  - the offline get-pip shim that ansible-test --venv looks for (per core);
+#  - ansible-rulebook's venv and a JDK 17, for the event source's tests (scripts/bootstrap-eda.sh), beside the
+#    core venvs.
 # Idempotent: a second run only checks.
 #
 #   scripts/bootstrap.sh                   everything make test needs
@@ -33,20 +35,7 @@ else
   DEB_PACKAGES=(openssh-server openssl python3 python3-requests python3-requests-oauthlib python3-jsonschema python3-venv shellcheck)
 fi
 
-missing=()
-for pkg in "${DEB_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap: need root to install Debian packages: ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "bootstrap: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/debian-packages.sh bootstrap "${DEB_PACKAGES[@]}"
 
 # shellcheck source=scripts/matrix.sh
 . scripts/matrix.sh
@@ -82,10 +71,11 @@ if $demo; then
   exit 0
 fi
 
-# The venvs of the cores, side by side (each logs to build/bootstrap/<core>.log, shown when it fails).
+# The venvs of the cores and ansible-rulebook's, side by side (each logs to build/bootstrap/, shown when it fails).
 mkdir -p build/bootstrap
 pids=()
 names=()
+logs=()
 for core in "${CORES[@]}"; do
   case " ${CORES_ONLY:-${CORES[*]}} " in *" $core "*) ;; *) continue ;; esac
   venv=$(core_venv "$core")
@@ -102,8 +92,14 @@ for core in "${CORES[@]}"; do
     echo "bootstrap: $venv: $("$venv/bin/ansible" --version | sed -n 1p)"
   ) >"build/bootstrap/$core.log" 2>&1 &
   pids+=($!)
-  names+=("$core")
+  names+=("ansible-core $core")
+  logs+=("build/bootstrap/$core.log")
 done
+# The event source's engine (ansible-rulebook in .venvs/rulebook, a JDK 17) for tests/e2e/test_events*.py, meanwhile.
+scripts/bootstrap-eda.sh >build/bootstrap/rulebook.log 2>&1 &
+pids+=($!)
+names+=("ansible-rulebook (scripts/bootstrap-eda.sh)")
+logs+=(build/bootstrap/rulebook.log)
 
 # Target interpreters: machine-wide (the target users must be able to run
 # them), shared by every checkout on this machine, so built under a lock.
@@ -126,14 +122,12 @@ exec 9>&-
 failed=0
 for i in "${!pids[@]}"; do
   if wait "${pids[$i]}"; then
-    cat "build/bootstrap/${names[$i]}.log"
+    cat "${logs[$i]}"
   else
-    echo "bootstrap: the venv of ansible-core ${names[$i]} failed:" >&2
-    cat "build/bootstrap/${names[$i]}.log" >&2
+    echo "bootstrap: the venv of ${names[$i]} failed:" >&2
+    cat "${logs[$i]}" >&2
     failed=1
   fi
 done
 [ "$failed" -eq 0 ] || exit 1
-# The event source's engine (ansible-rulebook in .venvs/rulebook, a JDK 17) for tests/e2e/test_events*.py.
-scripts/bootstrap-eda.sh
 echo "bootstrap: ready"

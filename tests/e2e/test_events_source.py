@@ -230,6 +230,14 @@ def test_a_configuration_error_stops_at_start(source: Source) -> None:
         source.run(intervall=3)
     with pytest.raises(Exception, match="hostnames must be a list"):
         source.run(hostnames=["nickname"])
+    # the bounds and the URL rule of the modules and the inventory plugin (_api.check_api_numbers, check_no_user_info)
+    with pytest.raises(Exception, match=r"timeout must be more than 0 and at most 3600, not 3601\.0"):
+        source.run(timeout=3601)
+    with pytest.raises(Exception, match="retries must be at least 0 and at most 100, not 101"):
+        source.run(retries=101)
+    with pytest.raises(Exception, match="must not hold a user name or password") as raised:
+        source.run(api_url="https://alice:s3cret-pass@127.0.0.1:9")
+    assert "s3cret-pass" not in str(raised.value)
 
 
 @pytest.mark.case("events", "a corrupt state file, and one of another account",

@@ -39,7 +39,9 @@ options:
     choices: [prod, dev]
     default: prod
   api_url:
-    description: Base URL of the CMDOP API; defaults to E(CMDOP_API_URL), E(CMDOP_API_BASE_URL), then the mode's server.
+    description:
+      - Base URL of the CMDOP API; defaults to E(CMDOP_API_URL), E(CMDOP_API_BASE_URL), then the mode's server.
+      - A URL with user info (V(https://user:password@host)) is refused, as by the modules and the inventory plugin.
     type: str
   token:
     description: An OAuth access token (not refreshed); defaults to E(CMDOP_TOKEN), then O(token_file).
@@ -92,11 +94,11 @@ options:
     type: bool
     default: true
   timeout:
-    description: Seconds to wait for one answer.
+    description: Seconds to wait for one answer, more than 0 and at most 3600.
     type: float
     default: 30
   retries:
-    description: How often the client retries one request (connection errors, 429, 5xx) before the poll counts as failed.
+    description: How often the client retries one request (connection errors, 429, 5xx) before the poll counts as failed, from 0 to 100.
     type: int
     default: 4
 """
@@ -142,7 +144,9 @@ def _importable() -> None:
 _importable()
 
 from ansible_collections.cmdop.fleet.plugins.module_utils import _fleet_file, _modes  # noqa: E402
-from ansible_collections.cmdop.fleet.plugins.module_utils._api import OAUTH, CmdopError, Credential, UnauthorizedError, scrub  # noqa: E402
+from ansible_collections.cmdop.fleet.plugins.module_utils._api import (  # noqa: E402
+    OAUTH, CmdopError, Credential, UnauthorizedError, check_api_numbers, check_no_user_info, scrub,
+)
 from ansible_collections.cmdop.fleet.plugins.module_utils._events import (  # noqa: E402
     EVENT_TYPES,
     Fleet,
@@ -231,19 +235,26 @@ def options(args: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
         (result["fleets_from"] in ("file", "api"), "fleets_from must be file or api"),
         (result["mode"] in _modes.MODES, "mode must be one of %s" % ", ".join(_modes.MODES)),
         (result["initial"] in ("snapshot", "none", "events"), "initial must be snapshot, none or events"),
-        (result["interval"] > 0 and result["timeout"] > 0, "interval and timeout must be more than 0"),
-        (result["settle"] >= 1 and result["max_polls"] >= 0 and result["retries"] >= 0, "settle must be at least 1, max_polls and retries at least 0"),
+        (result["interval"] > 0, "interval must be more than 0"),
+        (result["settle"] >= 1 and result["max_polls"] >= 0, "settle must be at least 1, max_polls at least 0"),
         (isinstance(result["hostnames"], list) and all(name in HOSTNAME_SOURCES for name in result["hostnames"]),
          "hostnames must be a list of %s" % ", ".join(HOSTNAME_SOURCES)),
         (result["events"] is None or (isinstance(result["events"], list) and all(name in EVENT_TYPES for name in result["events"])),
          "events must be a list of %s" % ", ".join(EVENT_TYPES)),
     ]
+    try:  # timeout and retries: the bounds the modules and the inventory plugin keep
+        check_api_numbers(result.__getitem__)
+    except CmdopError as error:
+        checks.append((False, str(error)))
     wrong = [message for holds, message in checks if not holds]
     if wrong:
         raise ConfigError("; ".join(wrong))
     for name in ("include_inactive", "validate_certs"):
         result[name] = result[name] if isinstance(result[name], bool) else str(result[name]).lower() in ("1", "true", "yes", "on")
-    result["api_url"] = _modes.api_url(result["mode"], result["api_url"])
+    try:  # a credential belongs in token, token_file or api_key, never in a URL that logs show
+        result["api_url"] = check_no_user_info(_modes.api_url(result["mode"], result["api_url"]))
+    except CmdopError as error:
+        raise ConfigError(str(error)) from None
     result["path"] = os.path.expanduser(result["path"])
     return result
 
