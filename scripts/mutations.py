@@ -188,8 +188,9 @@ def run(mutation: Mutation, workdir: Path) -> t.Tuple[str, str]:
         return "BROKEN", "the code to break is not found once in %s: update scripts/mutations.py" % mutation.file
     path.write_text(code.replace(mutation.old, mutation.new), encoding="utf-8")
     python = ROOT / mutation.venv / "bin" / "python"
+    # hypothesis's profile "mutations" (tests/conftest.py): the examples of "ci", a failing one not shrunk
     ran = subprocess.run([str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", mutation.test], cwd=copy,
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=dict(os.environ, HYPOTHESIS_PROFILE="mutations"))
     last = (ran.stdout.strip().splitlines() or [""])[-1]
     return ("held" if ran.returncode == 1 else "BROKEN"), "pytest exit %d: %s" % (ran.returncode, last)
 

@@ -30,15 +30,19 @@ if COLLECTIONS_ROOT not in sys.path:
 
 # ---- hypothesis profiles ------------------------------------------------------------------------------------------
 # ci (the default, what make test runs): today's example counts; dev (HYPOTHESIS_PROFILE=dev): a tenth, for quick
-# local runs. A test's own settings() should not repeat max_examples, so that the profile decides.
+# local runs; mutations (scripts/mutations.py): ci's examples, but a failing example is not shrunk, since a mutation
+# only needs its test to fail (shrinking took up to 25 s a mutation). A test's own settings() should not repeat
+# max_examples or phases, so that the profile decides.
 try:
-    from hypothesis import HealthCheck, settings as hypothesis_settings
+    from hypothesis import HealthCheck, Phase, settings as hypothesis_settings
 except ImportError:  # pragma: no cover  (ansible-test units without hypothesis: no property tests there)
     pass
 else:
     hypothesis_settings.register_profile("ci", max_examples=300, deadline=None, database=None,
                                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     hypothesis_settings.register_profile("dev", parent=hypothesis_settings.get_profile("ci"), max_examples=30)
+    hypothesis_settings.register_profile("mutations", parent=hypothesis_settings.get_profile("ci"),
+                                         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target])
     hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -85,6 +85,15 @@ options:
     type: str
     choices: [prod, dev]
     default: prod
+  dev_server:
+    description:
+      - The host (and port) whose entries count as V(dev)'s, besides C(dev.cmdop.com) and C(api-dev.cmdop.com), as
+        O(cmdop.fleet.sync#module:dev_server) of the sync that wrote them. Give the same value, so that the dev fleets it
+        added are shown with O(mode=dev) and left out with O(mode=prod).
+      - A C(host:port), never a URL with a scheme, and not one of prod's hosts.
+    type: str
+    default: dev.cmdop.com:443
+    version_added: 0.2.0
   api_url:
     description:
       - Base URL of the CMDOP API. Defaults to V(https://api.cmdop.com) for O(mode=prod) and V(https://dev.cmdop.com) for O(mode=dev).
@@ -441,6 +450,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for name, (low, high) in NUMBERS.items():
             check_number(name, self.get_option(name), low, high)
         check_no_user_info(self._api_url())
+        try:
+            _modes.check_dev_server(self.get_option("dev_server"))
+        except ValueError as error:
+            raise CmdopError(str(error)) from None
         if self.get_option("on_error") not in ON_ERROR:
             raise CmdopError("on_error must be one of %s" % ", ".join(ON_ERROR))
         if self.get_option("on_error") == "cache" and not self.get_option("cache"):

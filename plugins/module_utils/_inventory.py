@@ -55,7 +55,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from ansible_collections.cmdop.fleet.plugins.module_utils._api import API_KEY, OAUTH, CmdopError, Credential, UnauthorizedError
-from ansible_collections.cmdop.fleet.plugins.module_utils._modes import SCOPE_MODE, entry_scope, normalize_url
+from ansible_collections.cmdop.fleet.plugins.module_utils._modes import DEFAULT_DEV_SERVER, SCOPE_MODE, entry_scope, normalize_url
 from ansible_collections.cmdop.fleet.plugins.module_utils._reconcile import fleet_key, new_fleet_names
 from ansible_collections.cmdop.fleet.plugins.module_utils._timestamps import format_utc
 
@@ -380,40 +380,43 @@ def key_credential(secret: str, api_url: str) -> Labelled:
     return Credential(secret, API_KEY), fingerprint("key", normalize_url(api_url), secret)
 
 
-def in_scope(entry: t.Mapping[str, t.Any], mode: str, api_url: str) -> bool:
-    """A fleet file entry of ``mode``, or one whose ``server`` is the API URL in use."""
+def in_scope(entry: t.Mapping[str, t.Any], mode: str, api_url: str, dev_server: str = DEFAULT_DEV_SERVER) -> bool:
+    """A fleet file entry of ``mode`` (``dev_server``'s host counts as dev's, as in the sync), or one whose ``server`` is
+    the API URL in use."""
     server = entry.get("server") or ""
-    if entry_scope(server, mode) == SCOPE_MODE:
+    if entry_scope(server, mode, dev_server) == SCOPE_MODE:
         return True
     return bool(server) and normalize_url(server) == normalize_url(api_url)
 
 
-def _shown(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool) -> t.Tuple[t.List[dict], t.List[t.Tuple[str, str]]]:
+def _shown(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool,
+           dev_server: str) -> t.Tuple[t.List[dict], t.List[t.Tuple[str, str]]]:
     shown, left_out = [], []
     for entry in document.get("workspaces") or []:
         if entry.get("inactive") and not include_inactive:
             left_out.append((entry["name"], "it is inactive (include_inactive)"))
-        elif not in_scope(entry, mode, api_url):
+        elif not in_scope(entry, mode, api_url, dev_server):
             left_out.append((entry["name"], "it belongs to another mode or server"))
         else:
             shown.append(entry)
     return shown, left_out
 
 
-def needs_oauth(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool) -> bool:
+def needs_oauth(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool, dev_server: str = DEFAULT_DEV_SERVER) -> bool:
     """Whether a shown fleet of the file has no api_key but a remote_id: only the OAuth token can list it."""
-    return any(not entry.get("api_key") and entry.get("remote_id") for entry in _shown(document, mode, api_url, include_inactive)[0])
+    shown = _shown(document, mode, api_url, include_inactive, dev_server)[0]
+    return any(not entry.get("api_key") and entry.get("remote_id") for entry in shown)
 
 
 def plan_from_file(document: t.Mapping[str, t.Any], mode: str, api_url: str, include_inactive: bool,
-                   oauth: t.Optional[Labelled], no_oauth: str = "") -> Plan:
+                   oauth: t.Optional[Labelled], no_oauth: str = "", dev_server: str = DEFAULT_DEV_SERVER) -> Plan:
     """The file's fleets of the mode: each with an api_key listed with its key, the others with the OAuth credential.
 
     ``no_oauth`` says where an OAuth token would have come from, for the fleets
     that need one when ``oauth`` is None.
     """
     plan = Plan()
-    shown, plan.left_out = _shown(document, mode, api_url, include_inactive)
+    shown, plan.left_out = _shown(document, mode, api_url, include_inactive, dev_server)
     for entry in shown:
         name = entry["name"]
         plan.order.append(name)

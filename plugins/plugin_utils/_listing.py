@@ -119,8 +119,10 @@ class Lister:
         document = _fleet_file.parse(text, path)
         self.secrets.extend(_fleet_file.secrets(document))
         include_inactive = bool(self.option("include_inactive"))
-        oauth = self.oauth() if needs_oauth(document, mode, self.api_url, include_inactive) else None
-        return plan_from_file(document, mode, self.api_url, include_inactive, oauth, no_oauth=self._say(self.wording.no_oauth)), document
+        dev_server = self.option("dev_server")
+        oauth = self.oauth() if needs_oauth(document, mode, self.api_url, include_inactive, dev_server) else None
+        return plan_from_file(document, mode, self.api_url, include_inactive, oauth, no_oauth=self._say(self.wording.no_oauth),
+                              dev_server=dev_server), document
 
     def single_key(self, otherwise: str) -> Plan:
         """The plan of the api_key alone; without one, ``otherwise`` is the error."""

@@ -225,6 +225,17 @@ def test_a_refused_token_stops_the_source(source: Source, emulator: t.Any, tmp_p
     assert_no_secret(source, str(raised.value))
 
 
+def test_dev_server_makes_the_entries_a_sync_wrote_with_it_dev_s(emulator: t.Any, tmp_path: Path) -> None:
+    """As the inventory plugin: the sync's dev_server given, its entries are watched with mode dev; without it, not."""
+    source = Source(emulator, tmp_path, mode="dev")
+    source.fleet_file(tmp_path, {"name": "team-a", "api_key": KEY_A, "server": "relay.dev.example:7443", "remote_id": FLEET_A},
+                      {"name": "lab", "api_key": KEY_B, "server": "", "remote_id": FLEET_B})
+    given = source.run(initial="snapshot", dev_server="relay.dev.example:7443", state_file=str(tmp_path / "given.json"))
+    assert kinds(given) == [("snapshot", "")] and given[0]["meta"]["hosts"] == ["web-1", "web-2"]
+    default = source.run(initial="snapshot", state_file=str(tmp_path / "default.json"))
+    assert kinds(default) == [("snapshot", "")] and default[0]["meta"]["hosts"] == []
+
+
 def test_a_configuration_error_stops_at_start(source: Source) -> None:
     with pytest.raises(Exception, match="unknown option"):
         source.run(intervall=3)
@@ -235,6 +246,8 @@ def test_a_configuration_error_stops_at_start(source: Source) -> None:
         source.run(timeout=3601)
     with pytest.raises(Exception, match="retries must be at least 0 and at most 100, not 101"):
         source.run(retries=101)
+    with pytest.raises(Exception, match="dev_server 'https://relay.dev.example' is a URL with a scheme"):
+        source.run(dev_server="https://relay.dev.example")
     with pytest.raises(Exception, match="must not hold a user name or password") as raised:
         source.run(api_url="https://alice:s3cret-pass@127.0.0.1:9")
     assert "s3cret-pass" not in str(raised.value)

@@ -76,6 +76,8 @@ ENTRIES = {
     "staging": {"name": "staging", "api_key": KEY_C, "server": "", "remote_id": STAGING, "remote_name": "Staging", "inactive": True},
     "old": {"name": "old", "api_key": REVOKED, "server": "", "remote_id": OLD, "remote_name": "Old"},
     "dev-only": {"name": "dev-only", "api_key": KEY_D, "server": "https://dev.cmdop.com", "remote_id": OLD},
+    # a dev entry a sync with dev_server: relay.dev.example:7443 wrote (the value the user's CLI writes)
+    "dev-relay": {"name": "dev-relay", "api_key": KEY_D, "server": "relay.dev.example:7443", "remote_id": OLD},
 }
 
 
@@ -188,6 +190,22 @@ def test_include_inactive(inv: Inventory) -> None:
     graph = inv.run(inv.config(include_inactive=True), "--graph")
     assert graph.rc == 0, graph.describe()
     matches_expected("include_inactive.graph.txt", graph.stdout)
+
+
+def test_dev_server_shows_the_dev_fleets_a_sync_wrote_with_it(inv: Inventory) -> None:
+    """The sync's dev_server, given to the inventory too: its entries are dev's; without it they are left out, as overrides."""
+    inv.fleets("team-a", "dev-relay")
+    given = inv.run(inv.config(mode="dev", dev_server="relay.dev.example:7443"), "--list")
+    assert given.rc == 0, given.describe()
+    groups = plain(json.loads(given.stdout))
+    assert groups["fleet_dev_relay"]["hosts"] == ["old-1"] and "fleet_team_a" not in groups, sorted(groups)
+    listed = inv.folder / "default.json"
+    default = inv.run(inv.config(mode="dev"), "--list", "--output", str(listed), "-vvv")
+    assert default.rc == 0, default.describe()
+    assert "fleet_dev_relay" not in plain(json.loads(listed.read_text(encoding="utf-8")))
+    assert "fleet 'dev-relay' left out: it belongs to another mode or server" in flat(default.stdout + default.stderr)
+    wrong = inv.run(inv.config(mode="dev", dev_server="https://relay.dev.example"), "--list")
+    assert wrong.rc != 0 and "dev_server 'https://relay.dev.example' is a URL with a scheme" in flat(wrong.stderr), wrong.describe()
 
 
 def test_a_refused_key_fails_the_inventory_with_the_fleet_name(inv: Inventory) -> None:

@@ -38,6 +38,12 @@ options:
     type: str
     choices: [prod, dev]
     default: prod
+  dev_server:
+    description:
+      - The host (and port) whose fleet file entries count as V(dev)'s, besides C(dev.cmdop.com) and C(api-dev.cmdop.com),
+        as the inventory plugin's option; give the O(cmdop.fleet.sync#module:dev_server) of the sync that wrote them.
+    type: str
+    default: dev.cmdop.com:443
   api_url:
     description:
       - Base URL of the CMDOP API; defaults to E(CMDOP_API_URL), E(CMDOP_API_BASE_URL), then the mode's server.
@@ -180,9 +186,9 @@ LOG = logging.getLogger("cmdop.fleet.fleet_events")
 STATE_MODE = 0o600
 FIRST_BACKOFF = 1.0  # seconds before the first retry of a failed poll; doubled each time, up to interval
 OPTIONS = {
-    "fleets_from": "file", "path": _modes.DEFAULT_FLEET_FILE, "mode": "prod", "api_url": None, "token": None, "token_file": None,
-    "api_key": None, "include_inactive": False, "hostnames": list(DEFAULT_HOSTNAMES), "interval": 60.0, "settle": 2, "events": None,
-    "initial": "snapshot", "max_polls": 0, "state_file": None, "validate_certs": True, "timeout": 30.0, "retries": 4,
+    "fleets_from": "file", "path": _modes.DEFAULT_FLEET_FILE, "mode": "prod", "dev_server": _modes.DEFAULT_DEV_SERVER, "api_url": None,
+    "token": None, "token_file": None, "api_key": None, "include_inactive": False, "hostnames": list(DEFAULT_HOSTNAMES), "interval": 60.0,
+    "settle": 2, "events": None, "initial": "snapshot", "max_polls": 0, "state_file": None, "validate_certs": True, "timeout": 30.0, "retries": 4,
 }
 MAX_WORKERS = 8
 PAGE_SIZE = 200
@@ -245,6 +251,10 @@ def options(args: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
     try:  # timeout and retries: the bounds the modules and the inventory plugin keep
         check_api_numbers(result.__getitem__)
     except CmdopError as error:
+        checks.append((False, str(error)))
+    try:
+        _modes.check_dev_server(result["dev_server"])
+    except ValueError as error:
         checks.append((False, str(error)))
     wrong = [message for holds, message in checks if not holds]
     if wrong:

@@ -90,6 +90,20 @@ def test_the_token_is_needed_only_for_a_shown_keyless_fleet() -> None:
     assert needs_oauth({"workspaces": [entry("x", "", "fx", server="http://127.0.0.1:8000/")]}, "prod", "http://127.0.0.1:8000", False)
 
 
+def test_the_host_of_dev_server_counts_as_dev_s_as_in_the_sync() -> None:
+    """Entries a sync wrote with its own dev_server (a relay the user's CLI writes) are dev's when the same value is given."""
+    document = {"workspaces": [entry("relay", "key-r", "fr", server="relay.dev.example:7443"), entry("p", "key-p", "fp")]}
+    default = plan_from_file(document, "dev", "https://dev.cmdop.com", False, None)
+    assert default.order == [] and dict(default.left_out)["relay"] == "it belongs to another mode or server"
+    given = plan_from_file(document, "dev", "https://dev.cmdop.com", False, None, dev_server="relay.dev.example:7443")
+    assert given.order == ["relay"] and dict(given.left_out) == {"p": "it belongs to another mode or server"}
+    prod = plan_from_file(document, "prod", API, False, None, dev_server="relay.dev.example:7443")
+    assert prod.order == ["p"] and "relay" in dict(prod.left_out)
+    keyless = {"workspaces": [entry("relay", "", "fr", server="relay.dev.example:7443")]}
+    assert needs_oauth(keyless, "dev", "https://dev.cmdop.com", False, "relay.dev.example:7443")
+    assert not needs_oauth(keyless, "dev", "https://dev.cmdop.com", False)
+
+
 def test_fleets_from_api_and_a_single_key() -> None:
     api = plan_from_api(OAUTH_CREDENTIAL)
     assert api.fleet_list == OAUTH_LABEL and list(api.credentials) == [OAUTH_LABEL]
